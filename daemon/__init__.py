@@ -1,0 +1,1 @@
+"""The daemon: keeps the models warm and serves stylize jobs over ZeroMQ."""

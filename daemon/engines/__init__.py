@@ -1,0 +1,1 @@
+"""Style engines behind one interface (embedded Magenta, SANet)."""

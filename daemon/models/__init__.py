@@ -1,0 +1,1 @@
+"""PyTorch modules of the networks, with their foreign weights mapped in."""

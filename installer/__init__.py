@@ -1,0 +1,1 @@
+"""One-command set-up (venv, weights, host plug-ins, daemon start)."""

@@ -1,0 +1,1 @@
+"""Wire protocol: spec (SPEC.md), typed messages, ZeroMQ framing and the client every host uses."""

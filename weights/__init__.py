@@ -1,0 +1,1 @@
+"""Model files: the registry (registry.json), fetching, verifying and converting them."""
