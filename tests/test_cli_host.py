@@ -1,0 +1,462 @@
+"""``portrait-style stylize`` end to end, against real daemon subprocesses (``--engine noop``).
+
+The noop engine returns the content as every layer without loading models, so
+these tests check the command-line host, the launcher and the wire in seconds.
+The end-to-end run on the embedded models lives with the lead's tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+HAVE_SERVER = (REPO / "daemon" / "server_cli.py").exists()
+HAVE_CLIENT = (REPO / "protocol" / "client.py").exists()
+needs_daemon = pytest.mark.skipif(
+    not (HAVE_SERVER and HAVE_CLIENT),
+    reason="daemon/server_cli.py or protocol/client.py not written yet")
+
+W, H = 72, 56
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _env(home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in {"PORTRAIT_STYLE_TOKEN", "PORTRAIT_STYLE_ENDPOINT"}}
+    env.update({"PORTRAIT_STYLE_HOME": str(home), "PYTHONUNBUFFERED": "1"}, **extra)
+    return env
+
+
+def _cli(args: list[str], env: dict[str, str], timeout: float = 120,
+         ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "portrait_style", "stylize", *args],
+                          capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def _error_lines(stderr: str) -> list[str]:
+    return [ln for ln in stderr.splitlines() if ln.startswith("portrait-style: error:")]
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> dict[str, Path]:
+    """A small RGBA content (alpha gradient), a style, and a half-frame mask."""
+    from skimage import data
+
+    photo = Image.fromarray(data.astronaut()).resize((W, H), Image.Resampling.BILINEAR)
+    rgba = np.asarray(photo.convert("RGBA")).copy()
+    rgba[..., 3] = np.linspace(40, 255, W, dtype=np.uint8)[None, :]
+    content = tmp_path / "in" / "astronaut.png"
+    content.parent.mkdir()
+    Image.fromarray(rgba, "RGBA").save(content)
+    style = tmp_path / "in" / "style.jpg"
+    Image.fromarray(data.coffee()).resize((48, 32)).save(style)
+    mask = np.zeros((H, W), np.uint8)
+    mask[:, W // 3:] = 255
+    mask_path = tmp_path / "in" / "mask.png"
+    Image.fromarray(mask, "L").save(mask_path)
+    return {"content": content, "style": style, "mask": mask_path}
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _wait_gone(pid: int, timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        try:  # our own child: reap it so it does not linger as a zombie
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return True
+        except ChildProcessError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
+def _stop(pid: int) -> None:
+    """Stop a daemon this test started (SIGTERM, then SIGKILL)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        if _wait_gone(pid):
+            return
+
+
+def _serve(home: Path, *extra: str, env: dict[str, str] | None = None,
+           ) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ``portrait-style serve --engine noop`` on a free port; wait until ready."""
+    home.mkdir(parents=True, exist_ok=True)
+    endpoint = f"tcp://127.0.0.1:{_free_port()}"
+    ready = home / "ready"
+    with open(home / "daemon.log", "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "portrait_style", "serve", "--bind", endpoint, "--engine",
+             "noop", "--device", "cpu", "--ready-file", str(ready), *extra],
+            stdout=log, stderr=subprocess.STDOUT, env=env or _env(home))
+    deadline = time.monotonic() + 90
+    while not ready.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            _stop(proc.pid)
+            pytest.fail("noop daemon did not start:\n"
+                        + (home / "daemon.log").read_text(errors="replace")[-3000:])
+        time.sleep(0.05)
+    return proc, endpoint
+
+
+@pytest.fixture(scope="module")
+def noop_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """A real ``portrait-style serve --engine noop`` on a free loopback port (shared)."""
+    if not (HAVE_SERVER and HAVE_CLIENT):
+        pytest.skip("daemon/server_cli.py or protocol/client.py not written yet")
+    home = tmp_path_factory.mktemp("daemon-home")
+    proc, endpoint = _serve(home)
+    try:
+        yield endpoint, home
+    finally:
+        _stop(proc.pid)
+        proc.wait(timeout=5)
+
+
+# --- without a daemon ------------------------------------------------------------------
+
+
+def test_help_documents_exit_codes() -> None:
+    res = subprocess.run([sys.executable, "-m", "portrait_style", "stylize", "--help"],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0
+    for code in ("0", "2", "3", "4", "5", "6", "130"):
+        assert re.search(rf"^\s+{code}\s+\S", res.stdout, re.M), code
+
+
+@pytest.mark.parametrize("which", ["content", "style", "mask"])
+def test_unreadable_inputs_exit_3_with_one_line(tmp_path: Path, images: dict[str, Path],
+                                                which: str) -> None:
+    broken = tmp_path / f"broken-{which}.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    paths = {**images, which: broken}
+    res = _cli([str(paths["content"]), "--style", str(paths["style"]), "--mask",
+                str(paths["mask"]), "--out", str(tmp_path / "out"),
+                "--connect", "tcp://127.0.0.1:9"], _env(tmp_path))
+    assert res.returncode == 3, res.stderr
+    lines = _error_lines(res.stderr)
+    assert len(lines) == 1 and str(broken) in lines[0], res.stderr
+    assert "Traceback" not in res.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_bad_param_exits_2_before_any_daemon(tmp_path: Path, images: dict[str, Path]) -> None:
+    res = _cli([str(images["content"]), "--style", str(images["style"]), "--out",
+                str(tmp_path / "out"), "--param", "portrait.bogus=1"], _env(tmp_path))
+    assert res.returncode == 2
+    assert _error_lines(res.stderr) == [
+        "portrait-style: error: --param 'portrait.bogus=1': unknown knob 'bogus'; "
+        "known: strength, w_low, w_high, preserve_color"]
+    assert not (tmp_path / "state").exists()  # no daemon was started
+
+
+def test_refuses_to_overwrite_the_content(tmp_path: Path, images: dict[str, Path]) -> None:
+    content = tmp_path / "composite.png"
+    content.write_bytes(images["content"].read_bytes())
+    before = _sha(content)
+    res = _cli([str(content), "--style", str(images["style"]), "--out", str(tmp_path)],
+               _env(tmp_path))
+    assert res.returncode == 6 and "overwrite the content" in res.stderr
+    assert _sha(content) == before
+
+
+@needs_daemon
+def test_unreachable_connect_endpoint_exits_4(tmp_path: Path, images: dict[str, Path]) -> None:
+    endpoint = f"tcp://127.0.0.1:{_free_port()}"  # nothing listens there
+    t0 = time.monotonic()
+    res = _cli([str(images["content"]), "--style", str(images["style"]), "--out",
+                str(tmp_path / "out"), "--connect", endpoint, "--timeout", "1"],
+               _env(tmp_path))
+    assert res.returncode == 4, res.stderr
+    lines = _error_lines(res.stderr)
+    assert len(lines) == 1 and endpoint in lines[0], res.stderr
+    assert "Traceback" not in res.stderr
+    assert time.monotonic() - t0 < 60
+    assert not (tmp_path / "state").exists()  # --connect never starts a daemon
+
+
+# --- against a running noop daemon -----------------------------------------------------
+
+
+@needs_daemon
+@pytest.mark.slow
+def test_stylize_writes_every_file(tmp_path: Path, images: dict[str, Path],
+                                   noop_daemon: tuple[str, Path]) -> None:
+    from portrait_style.plugin.ora import OraStack, read_ora
+
+    endpoint, _ = noop_daemon
+    before = _sha(images["content"])
+    out = tmp_path / "out"
+    res = _cli([str(images["content"]), "--style", str(images["style"]), "--out", str(out),
+                "--connect", endpoint, "--portrait-strength", "0.4",
+                "--param", "background.strength=0.9"], _env(tmp_path))
+    assert res.returncode == 0, res.stderr
+    assert _sha(images["content"]) == before  # the content file is never modified
+    content = np.asarray(Image.open(images["content"]))
+    for name in ("background", "portrait", "composite"):
+        with Image.open(out / f"{name}.png") as img:
+            assert (img.size, img.mode) == ((W, H), "RGBA"), name
+            px = np.asarray(img)
+        assert np.array_equal(px[..., 3], content[..., 3]), name  # source alpha kept
+    with Image.open(out / "mask.png") as img:
+        assert (img.size, img.mode) == ((W, H), "L")
+    doc = read_ora(out / "layers.ora")
+    assert (doc.width, doc.height) == (W, H)
+    group = doc.root.children[0]
+    assert isinstance(group, OraStack) and group.name == "Portrait style — style"
+    assert [c.name for c in group.children] == ["Person mask", "Portrait", "Background"]
+    assert doc.root.children[1].name == "astronaut"
+    # noop finds no person: the artist is told, once, and progress went to stderr
+    assert res.stderr.count("portrait-style: notice: no person was found") == 1
+    assert re.search(r"^portrait-style: +\d+% ", res.stderr, re.M), res.stderr
+    assert not _error_lines(res.stderr)
+    printed = {Path(line).name for line in res.stdout.splitlines()}
+    assert printed == {"background.png", "portrait.png", "mask.png", "composite.png",
+                       "layers.ora"}
+
+
+@needs_daemon
+@pytest.mark.slow
+def test_user_mask_reaches_the_outputs(tmp_path: Path, images: dict[str, Path],
+                                       noop_daemon: tuple[str, Path]) -> None:
+    endpoint, _ = noop_daemon
+    out = tmp_path / "out"
+    res = _cli([str(images["content"]), "--style", str(images["style"]), "--out", str(out),
+                "--connect", endpoint, "--mask", str(images["mask"]), "-q"], _env(tmp_path))
+    assert res.returncode == 0, res.stderr
+    got = np.asarray(Image.open(out / "mask.png"))
+    assert np.array_equal(got, np.asarray(Image.open(images["mask"])))
+    assert "no person" not in res.stderr
+
+
+@needs_daemon
+@pytest.mark.slow
+def test_outputs_subset_writes_only_those(tmp_path: Path, images: dict[str, Path],
+                                          noop_daemon: tuple[str, Path]) -> None:
+    endpoint, _ = noop_daemon
+    out = tmp_path / "out"
+    res = _cli([str(images["content"]), "--style", str(images["style"]), "--out", str(out),
+                "--connect", endpoint, "--outputs", "background,mask"], _env(tmp_path))
+    assert res.returncode == 0, res.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["background.png", "mask.png"]
+
+
+@needs_daemon
+@pytest.mark.slow
+def test_daemon_error_exits_5(tmp_path: Path, images: dict[str, Path]) -> None:
+    """A daemon that requires a token refuses us: one line naming the cause, exit 5."""
+    home = tmp_path / "home"
+    proc, endpoint = _serve(home, env=_env(home, PORTRAIT_STYLE_TOKEN="sesame"))
+    try:
+        res = _cli([str(images["content"]), "--style", str(images["style"]), "--out",
+                    str(tmp_path / "out"), "--connect", endpoint, "-q"], _env(tmp_path))
+        assert res.returncode == 5, res.stderr
+        lines = _error_lines(res.stderr)
+        assert len(lines) == 1 and "auth_failed" in lines[0], res.stderr
+        ok = _cli([str(images["content"]), "--style", str(images["style"]), "--out",
+                   str(tmp_path / "out"), "--connect", endpoint, "-q"],
+                  {**_env(tmp_path), "PORTRAIT_STYLE_TOKEN": "sesame"})
+        assert ok.returncode == 0, ok.stderr
+    finally:
+        _stop(proc.pid)
+        proc.wait(timeout=5)
+
+
+@needs_daemon
+@pytest.mark.slow
+def test_ctrl_c_cancels_the_job_on_the_daemon(tmp_path: Path, images: dict[str, Path]) -> None:
+    home = tmp_path / "home"
+    proc, endpoint = _serve(home, "--noop-delay", "30")
+    cli: subprocess.Popen[str] | None = None
+    try:
+        cli = subprocess.Popen(
+            [sys.executable, "-m", "portrait_style", "stylize", str(images["content"]),
+             "--style", str(images["style"]), "--out", str(tmp_path / "out"),
+             "--connect", endpoint], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, env=_env(tmp_path))
+        assert cli.stderr is not None
+        seen = []
+        for line in cli.stderr:  # plain progress lines: stderr is a pipe, not a tty
+            seen.append(line)
+            if "segment" in line or "transform" in line:
+                break
+        assert any("%" in ln for ln in seen), seen
+        t0 = time.monotonic()
+        cli.send_signal(signal.SIGINT)
+        try:
+            rc = cli.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            cli.kill()
+            pytest.fail("Ctrl-C did not end the command in 20 s; stderr:\n"
+                        + "".join(seen) + cli.communicate()[1])
+        rest = cli.stderr.read()
+        assert rc == 130, "".join(seen) + rest
+        assert time.monotonic() - t0 < 15  # cancelled, not waited out (30 s job)
+        assert "cancelled" in rest and "Traceback" not in rest
+        assert not (tmp_path / "out" / "layers.ora").exists()
+        assert proc.poll() is None  # the daemon keeps serving
+        from portrait_style.protocol.client import DaemonClient
+
+        with DaemonClient(endpoint, timeout_s=10) as client:
+            assert client.ping() < 5
+    finally:
+        if cli is not None and cli.poll() is None:
+            cli.kill()
+            cli.wait()
+        _stop(proc.pid)
+        proc.wait(timeout=5)
+
+
+# --- autostart -------------------------------------------------------------------------
+
+
+def _started_pid(stderr: str) -> int | None:
+    match = re.search(r"started a daemon on \S+ \(pid (\d+)", stderr)
+    return int(match.group(1)) if match else None
+
+
+def _ready_pid(home: Path) -> int | None:
+    """The pid in a ready file the autostarted daemon wrote (for cleanup)."""
+    import json
+
+    for ready in (home / "state").glob("daemon*.ready"):
+        try:
+            return int(json.loads(ready.read_text())["pid"])
+        except (OSError, ValueError, KeyError):
+            continue
+    return None
+
+
+@needs_daemon
+@pytest.mark.slow
+def test_autostart_starts_once_and_leaves_the_daemon_running(
+        tmp_path: Path, images: dict[str, Path]) -> None:
+    home = tmp_path / "home"
+    endpoint = f"tcp://127.0.0.1:{_free_port()}"
+    env = _env(home, PORTRAIT_STYLE_ENDPOINT=endpoint)
+    args = [str(images["content"]), "--style", str(images["style"]), "--engine", "noop"]
+    pid = None
+    try:
+        first = _cli([*args, "--out", str(tmp_path / "a")], env, timeout=180)
+        pid = _started_pid(first.stderr) or _ready_pid(home)
+        assert first.returncode == 0, first.stderr
+        assert pid is not None, first.stderr
+        assert "starting daemon" in first.stderr  # progress shown while it loads
+        log = home / "state" / "logs"
+        assert any(log.glob("daemon*.log")), "daemon log not under PORTRAIT_STYLE_HOME"
+        os.kill(pid, 0)  # still running after the command finished
+        second = _cli([*args, "--out", str(tmp_path / "b")], env, timeout=120)
+        assert second.returncode == 0, second.stderr
+        assert _started_pid(second.stderr) is None  # found the warm one
+        assert (tmp_path / "b" / "layers.ora").exists()
+    finally:
+        if pid is not None:
+            _stop(pid)
+            assert _wait_gone(pid, 1.0)
+
+
+@needs_daemon
+@pytest.mark.slow
+def test_autostart_failure_shows_the_daemon_log(tmp_path: Path,
+                                                images: dict[str, Path]) -> None:
+    """A port taken by something that is not a daemon: the start fails, its log is shown."""
+    home = tmp_path / "home"
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen(1)
+        endpoint = f"tcp://127.0.0.1:{squatter.getsockname()[1]}"
+        res = _cli([str(images["content"]), "--style", str(images["style"]), "--engine",
+                    "noop", "--out", str(tmp_path / "out")],
+                   _env(home, PORTRAIT_STYLE_ENDPOINT=endpoint), timeout=180)
+    assert res.returncode == 4, res.stderr
+    lines = _error_lines(res.stderr)
+    assert len(lines) == 1 and "could not start a daemon" in lines[0], res.stderr
+    assert "last lines of its log" in lines[0]
+    tail = res.stderr.split("last lines of its log:", 1)[1]
+    assert tail.strip(), "the log tail is empty"
+
+
+# --- launcher helpers ------------------------------------------------------------------
+
+
+@needs_daemon
+def test_launcher_paths_follow_portrait_style_home(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from portrait_style.plugin import launcher
+    from portrait_style.protocol.constants import DEFAULT_ENDPOINT
+
+    monkeypatch.setenv("PORTRAIT_STYLE_HOME", str(tmp_path))
+    log, ready = launcher.daemon_files(DEFAULT_ENDPOINT)
+    assert log == tmp_path / "state" / "logs" / "daemon.log"
+    assert ready.parent == tmp_path / "state"
+    other_log, other_ready = launcher.daemon_files("tcp://127.0.0.1:6000")
+    assert other_log != log and other_ready != ready
+    assert launcher.is_local_endpoint("tcp://127.0.0.1:5571")
+    assert launcher.is_local_endpoint("tcp://localhost:1")
+    assert launcher.is_local_endpoint("ipc:///tmp/x.sock")
+    assert not launcher.is_local_endpoint("tcp://10.0.0.2:5571")
+    log.parent.mkdir(parents=True)
+    log.write_text("".join(f"line {i}\n" for i in range(100)))
+    assert launcher.log_tail(log, 3) == "line 97\nline 98\nline 99"
+
+
+def test_file_document_writes_the_contract(tmp_path: Path, images: dict[str, Path]) -> None:
+    """The CLI's Document, driven by the core with an in-process stand-in for the client."""
+    from portrait_style.plugin.cli_host import FileDocument
+    from portrait_style.plugin.core import StylizeOptions, run_stylize
+    from portrait_style.plugin.imageio import load_image
+    from portrait_style.plugin.ora import read_ora
+
+    class Reply:
+        def __init__(self, layers: dict[str, np.ndarray]) -> None:
+            self.layers, self.info = layers, {"person_found": True}
+
+    class Client:  # background = inverted content, portrait = content, mask = right 2/3
+        def stylize(self, content: np.ndarray, style: np.ndarray, **kw: object) -> Reply:
+            mask = np.asarray(Image.open(images["mask"]))
+            inv = content.copy()
+            inv[..., :3] = 255 - inv[..., :3]
+            return Reply({"background": inv, "portrait": content.copy(), "mask": mask})
+
+    pixels = load_image(images["content"])
+    doc = FileDocument(images["content"], pixels, tmp_path / "out")
+    outcome = run_stylize(doc, StylizeOptions(style_path=images["style"],
+                                              outputs=("background", "portrait", "mask")),
+                          Client(), load_image=load_image)
+    assert outcome.notices == []
+    assert sorted(p.name for p in doc.written) == [
+        "background.png", "composite.png", "layers.ora", "mask.png", "portrait.png"]
+    composite = np.asarray(Image.open(tmp_path / "out" / "composite.png"))
+    right, left = composite[:, -1], composite[:, 0]  # composed locally through the mask
+    assert np.array_equal(right, pixels[:, -1])
+    assert np.array_equal(left[:, :3], 255 - pixels[:, 0, :3])
+    ora = read_ora(tmp_path / "out" / "layers.ora")
+    assert ora.find("Portrait").pixels[:, 0, 3].max() == 0  # cut away where mask = 0
