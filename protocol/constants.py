@@ -19,8 +19,8 @@ REGION_NAMES: tuple[str, ...] = ("background", "portrait")
 #: hosts build their sliders from this, the daemon validates against it
 REGION_FLOAT_KNOBS: dict[str, tuple[float, float]] = {
     "strength": (0.0, 1.0),
-    "w_low": (0.0, 4.0),
-    "w_high": (0.0, 4.0),
+    "w_low": (0.0, 2.0),
+    "w_high": (0.0, 2.0),
 }
 
 #: on/off region knobs
