@@ -11,18 +11,47 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
 
 from ..protocol.constants import LAYER_NAMES, REGION_NAMES
-from .engines.base import RegionSettings
 
 __all__ = ["LAYER_NAMES", "REGION_NAMES", "JobCancelled", "JobContext", "StylizeJob",
-           "StylizeResult", "ProgressFn"]
+           "StylizeResult", "ProgressFn", "RegionSettings"]
 
 ProgressFn = Callable[[str, float], None]
+
+
+@dataclass(frozen=True)
+class RegionSettings:
+    """Knobs of one region pass (background or portrait).
+
+    strength: content/style interpolation, 0 = keep content, 1 = full style.
+    w_low / w_high: SANet's branch weights (relu4_1 / relu5_1); engines without
+        branches ignore them.
+    preserve_color: keep the photo's colours and take only the style's texture
+        (luminance-only transfer), applied by the pipeline, not the engine.
+    """
+
+    strength: float = 1.0
+    w_low: float = 1.0
+    w_high: float = 1.0
+    preserve_color: bool = False
+
+    def with_knob(self, knob: str, value: str | float | bool) -> RegionSettings:
+        """Return a copy with one knob set from a user string (``--param`` values)."""
+        kinds = {f.name: f.type for f in fields(self)}
+        if knob not in kinds:
+            raise KeyError(f"unknown knob {knob!r}; known: {', '.join(sorted(kinds))}")
+        current = getattr(self, knob)
+        if isinstance(current, bool):
+            parsed: Any = value if isinstance(value, bool) else str(value).lower() in {
+                "1", "true", "yes", "on"}
+        else:
+            parsed = float(value)
+        return replace(self, **{knob: parsed})
 
 
 class JobCancelled(Exception):

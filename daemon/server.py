@@ -51,8 +51,7 @@ from ..protocol.messages import (
     encode,
     style_key,
 )
-from .engines.base import RegionSettings
-from .jobspec import JobCancelled, JobContext, StylizeJob, StylizeResult
+from .jobspec import JobCancelled, JobContext, RegionSettings, StylizeJob, StylizeResult
 from .regions import resolve_regions
 
 __all__ = ["DaemonServer", "Pipeline", "check_bind_allowed", "is_loopback_endpoint"]

@@ -12,40 +12,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import torch
 
+from ..jobspec import RegionSettings
 
-@dataclass(frozen=True)
-class RegionSettings:
-    """Knobs of one region pass (background or portrait).
-
-    strength: content/style interpolation, 0 = keep content, 1 = full style.
-    w_low / w_high: SANet's branch weights (relu4_1 / relu5_1); engines without
-        branches ignore them.
-    preserve_color: keep the photo's colours and take only the style's texture
-        (luminance-only transfer), applied by the pipeline, not the engine.
-    """
-
-    strength: float = 1.0
-    w_low: float = 1.0
-    w_high: float = 1.0
-    preserve_color: bool = False
-
-    def with_knob(self, knob: str, value: str | float | bool) -> RegionSettings:
-        """Return a copy with one knob set from a user string (``--param`` values)."""
-        kinds = {f.name: f.type for f in fields(self)}
-        if knob not in kinds:
-            raise KeyError(f"unknown knob {knob!r}; known: {', '.join(sorted(kinds))}")
-        current = getattr(self, knob)
-        if isinstance(current, bool):
-            parsed: Any = value if isinstance(value, bool) else str(value).lower() in {
-                "1", "true", "yes", "on"}
-        else:
-            parsed = float(value)
-        return replace(self, **{knob: parsed})
+__all__ = ["RegionSettings", "Segmenter", "StyleEngine"]
 
 
 class StyleEngine(ABC):
