@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from daemon_harness import Daemon, isolated_env, run_cli, start_daemon, stop_daemon
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,17 +39,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _env(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in {"PORTRAIT_STYLE_TOKEN", "PORTRAIT_STYLE_ENDPOINT"}}
-    env.update({"PORTRAIT_STYLE_HOME": str(home), "PYTHONUNBUFFERED": "1"}, **extra)
-    return env
-
-
 def _cli(args: list[str], env: dict[str, str], timeout: float = 120,
          ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "portrait_style", "stylize", *args],
-                          capture_output=True, text=True, env=env, timeout=timeout)
+    return run_cli("stylize", args, env, timeout)
 
 
 def _error_lines(stderr: str) -> list[str]:
@@ -106,25 +99,9 @@ def _stop(pid: int) -> None:
             return
 
 
-def _serve(home: Path, *extra: str, env: dict[str, str] | None = None,
-           ) -> tuple[subprocess.Popen[bytes], str]:
+def _serve(home: Path, *extra: str, env: dict[str, str] | None = None) -> Daemon:
     """Start ``portrait-style serve --engine noop`` on a free port; wait until ready."""
-    home.mkdir(parents=True, exist_ok=True)
-    endpoint = f"tcp://127.0.0.1:{_free_port()}"
-    ready = home / "ready"
-    with open(home / "daemon.log", "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "portrait_style", "serve", "--bind", endpoint, "--engine",
-             "noop", "--device", "cpu", "--ready-file", str(ready), *extra],
-            stdout=log, stderr=subprocess.STDOUT, env=env or _env(home))
-    deadline = time.monotonic() + 90
-    while not ready.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            _stop(proc.pid)
-            pytest.fail("noop daemon did not start:\n"
-                        + (home / "daemon.log").read_text(errors="replace")[-3000:])
-        time.sleep(0.05)
-    return proc, endpoint
+    return start_daemon(home, "--engine", "noop", "--device", "cpu", *extra, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -133,12 +110,11 @@ def noop_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
     if not (HAVE_SERVER and HAVE_CLIENT):
         pytest.skip("daemon/server_cli.py or protocol/client.py not written yet")
     home = tmp_path_factory.mktemp("daemon-home")
-    proc, endpoint = _serve(home)
+    daemon = _serve(home)
     try:
-        yield endpoint, home
+        yield daemon.endpoint, home
     finally:
-        _stop(proc.pid)
-        proc.wait(timeout=5)
+        stop_daemon(daemon)
 
 
 # --- without a daemon ------------------------------------------------------------------
@@ -160,7 +136,7 @@ def test_unreadable_inputs_exit_3_with_one_line(tmp_path: Path, images: dict[str
     paths = {**images, which: broken}
     res = _cli([str(paths["content"]), "--style", str(paths["style"]), "--mask",
                 str(paths["mask"]), "--out", str(tmp_path / "out"),
-                "--connect", "tcp://127.0.0.1:9"], _env(tmp_path))
+                "--connect", "tcp://127.0.0.1:9"], isolated_env(tmp_path))
     assert res.returncode == 3, res.stderr
     lines = _error_lines(res.stderr)
     assert len(lines) == 1 and str(broken) in lines[0], res.stderr
@@ -170,7 +146,7 @@ def test_unreadable_inputs_exit_3_with_one_line(tmp_path: Path, images: dict[str
 
 def test_bad_param_exits_2_before_any_daemon(tmp_path: Path, images: dict[str, Path]) -> None:
     res = _cli([str(images["content"]), "--style", str(images["style"]), "--out",
-                str(tmp_path / "out"), "--param", "portrait.bogus=1"], _env(tmp_path))
+                str(tmp_path / "out"), "--param", "portrait.bogus=1"], isolated_env(tmp_path))
     assert res.returncode == 2
     assert _error_lines(res.stderr) == [
         "portrait-style: error: --param 'portrait.bogus=1': unknown knob 'bogus'; "
@@ -183,7 +159,7 @@ def test_refuses_to_overwrite_the_content(tmp_path: Path, images: dict[str, Path
     content.write_bytes(images["content"].read_bytes())
     before = _sha(content)
     res = _cli([str(content), "--style", str(images["style"]), "--out", str(tmp_path)],
-               _env(tmp_path))
+               isolated_env(tmp_path))
     assert res.returncode == 6 and "overwrite the content" in res.stderr
     assert _sha(content) == before
 
@@ -194,7 +170,7 @@ def test_unreachable_connect_endpoint_exits_4(tmp_path: Path, images: dict[str, 
     t0 = time.monotonic()
     res = _cli([str(images["content"]), "--style", str(images["style"]), "--out",
                 str(tmp_path / "out"), "--connect", endpoint, "--timeout", "1"],
-               _env(tmp_path))
+               isolated_env(tmp_path))
     assert res.returncode == 4, res.stderr
     lines = _error_lines(res.stderr)
     assert len(lines) == 1 and endpoint in lines[0], res.stderr
@@ -217,7 +193,7 @@ def test_stylize_writes_every_file(tmp_path: Path, images: dict[str, Path],
     out = tmp_path / "out"
     res = _cli([str(images["content"]), "--style", str(images["style"]), "--out", str(out),
                 "--connect", endpoint, "--portrait-strength", "0.4",
-                "--param", "background.strength=0.9"], _env(tmp_path))
+                "--param", "background.strength=0.9"], isolated_env(tmp_path))
     assert res.returncode == 0, res.stderr
     assert _sha(images["content"]) == before  # the content file is never modified
     content = np.asarray(Image.open(images["content"]))
@@ -250,7 +226,7 @@ def test_user_mask_reaches_the_outputs(tmp_path: Path, images: dict[str, Path],
     endpoint, _ = noop_daemon
     out = tmp_path / "out"
     res = _cli([str(images["content"]), "--style", str(images["style"]), "--out", str(out),
-                "--connect", endpoint, "--mask", str(images["mask"]), "-q"], _env(tmp_path))
+                "--connect", endpoint, "--mask", str(images["mask"]), "-q"], isolated_env(tmp_path))
     assert res.returncode == 0, res.stderr
     got = np.asarray(Image.open(out / "mask.png"))
     assert np.array_equal(got, np.asarray(Image.open(images["mask"])))
@@ -264,7 +240,7 @@ def test_outputs_subset_writes_only_those(tmp_path: Path, images: dict[str, Path
     endpoint, _ = noop_daemon
     out = tmp_path / "out"
     res = _cli([str(images["content"]), "--style", str(images["style"]), "--out", str(out),
-                "--connect", endpoint, "--outputs", "background,mask"], _env(tmp_path))
+                "--connect", endpoint, "--outputs", "background,mask"], isolated_env(tmp_path))
     assert res.returncode == 0, res.stderr
     assert sorted(p.name for p in out.iterdir()) == ["background.png", "mask.png"]
 
@@ -274,34 +250,35 @@ def test_outputs_subset_writes_only_those(tmp_path: Path, images: dict[str, Path
 def test_daemon_error_exits_5(tmp_path: Path, images: dict[str, Path]) -> None:
     """A daemon that requires a token refuses us: one line naming the cause, exit 5."""
     home = tmp_path / "home"
-    proc, endpoint = _serve(home, env=_env(home, PORTRAIT_STYLE_TOKEN="sesame"))
+    daemon = _serve(home, env=isolated_env(home, PORTRAIT_STYLE_TOKEN="sesame"))
+    endpoint = daemon.endpoint
     try:
         res = _cli([str(images["content"]), "--style", str(images["style"]), "--out",
-                    str(tmp_path / "out"), "--connect", endpoint, "-q"], _env(tmp_path))
+                    str(tmp_path / "out"), "--connect", endpoint, "-q"], isolated_env(tmp_path))
         assert res.returncode == 5, res.stderr
         lines = _error_lines(res.stderr)
         assert len(lines) == 1 and "auth_failed" in lines[0], res.stderr
         ok = _cli([str(images["content"]), "--style", str(images["style"]), "--out",
                    str(tmp_path / "out"), "--connect", endpoint, "-q"],
-                  {**_env(tmp_path), "PORTRAIT_STYLE_TOKEN": "sesame"})
+                  {**isolated_env(tmp_path), "PORTRAIT_STYLE_TOKEN": "sesame"})
         assert ok.returncode == 0, ok.stderr
     finally:
-        _stop(proc.pid)
-        proc.wait(timeout=5)
+        stop_daemon(daemon)
 
 
 @needs_daemon
 @pytest.mark.slow
 def test_ctrl_c_cancels_the_job_on_the_daemon(tmp_path: Path, images: dict[str, Path]) -> None:
     home = tmp_path / "home"
-    proc, endpoint = _serve(home, "--noop-delay", "30")
+    daemon = _serve(home, "--noop-delay", "30")
+    endpoint = daemon.endpoint
     cli: subprocess.Popen[str] | None = None
     try:
         cli = subprocess.Popen(
             [sys.executable, "-m", "portrait_style", "stylize", str(images["content"]),
              "--style", str(images["style"]), "--out", str(tmp_path / "out"),
              "--connect", endpoint], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, env=_env(tmp_path))
+            text=True, env=isolated_env(tmp_path))
         assert cli.stderr is not None
         seen = []
         for line in cli.stderr:  # plain progress lines: stderr is a pipe, not a tty
@@ -322,7 +299,7 @@ def test_ctrl_c_cancels_the_job_on_the_daemon(tmp_path: Path, images: dict[str, 
         assert time.monotonic() - t0 < 15  # cancelled, not waited out (30 s job)
         assert "cancelled" in rest and "Traceback" not in rest
         assert not (tmp_path / "out" / "layers.ora").exists()
-        assert proc.poll() is None  # the daemon keeps serving
+        assert daemon.proc.poll() is None  # the daemon keeps serving
         from portrait_style.protocol.client import DaemonClient
 
         with DaemonClient(endpoint, timeout_s=10) as client:
@@ -331,8 +308,7 @@ def test_ctrl_c_cancels_the_job_on_the_daemon(tmp_path: Path, images: dict[str, 
         if cli is not None and cli.poll() is None:
             cli.kill()
             cli.wait()
-        _stop(proc.pid)
-        proc.wait(timeout=5)
+        stop_daemon(daemon)
 
 
 # --- autostart -------------------------------------------------------------------------
@@ -361,7 +337,7 @@ def test_autostart_starts_once_and_leaves_the_daemon_running(
         tmp_path: Path, images: dict[str, Path]) -> None:
     home = tmp_path / "home"
     endpoint = f"tcp://127.0.0.1:{_free_port()}"
-    env = _env(home, PORTRAIT_STYLE_ENDPOINT=endpoint)
+    env = isolated_env(home, PORTRAIT_STYLE_ENDPOINT=endpoint)
     args = [str(images["content"]), "--style", str(images["style"]), "--engine", "noop"]
     pid = None
     try:
@@ -395,7 +371,7 @@ def test_autostart_failure_shows_the_daemon_log(tmp_path: Path,
         endpoint = f"tcp://127.0.0.1:{squatter.getsockname()[1]}"
         res = _cli([str(images["content"]), "--style", str(images["style"]), "--engine",
                     "noop", "--out", str(tmp_path / "out")],
-                   _env(home, PORTRAIT_STYLE_ENDPOINT=endpoint), timeout=180)
+                   isolated_env(home, PORTRAIT_STYLE_ENDPOINT=endpoint), timeout=180)
     assert res.returncode == 4, res.stderr
     lines = _error_lines(res.stderr)
     assert len(lines) == 1 and "could not start a daemon" in lines[0], res.stderr

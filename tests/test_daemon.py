@@ -8,32 +8,29 @@ The real-pipeline round trip at the end skips until ``daemon/runtime.py`` lands.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
-import os
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import msgpack
 import numpy as np
 import pytest
 import zmq
+from daemon_harness import Daemon, isolated_env, running, start_daemon, stop_daemon
 
 from portrait_style.protocol import errors
 from portrait_style.protocol.client import DaemonClient
-from portrait_style.protocol.constants import PROTOCOL_VERSION, TOKEN_ENV
+from portrait_style.protocol.constants import PROTOCOL_VERSION
 from portrait_style.protocol.framing import CLIENT_LIMITS
 from portrait_style.protocol.messages import Pixels, Stylize, decode, encode, style_key
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-START_TIMEOUT_S = 90.0
 RNG = np.random.default_rng(11)
 
 
@@ -42,65 +39,6 @@ def _image(h: int, w: int, c: int) -> np.ndarray:
 
 
 STYLE = _image(16, 16, 3)
-
-
-@dataclass
-class Daemon:
-    endpoint: str
-    proc: subprocess.Popen
-    home: Path
-    ready_file: Path
-
-    def log(self) -> str:
-        path = self.home / "state" / "logs" / "serve.log"
-        return path.read_text() if path.exists() else ""
-
-
-def _env(home: Path) -> dict[str, str]:
-    env = os.environ.copy()
-    env["PORTRAIT_STYLE_HOME"] = str(home)
-    env.pop(TOKEN_ENV, None)
-    return env
-
-
-def start_daemon(home: Path, *args: str, bind: str = "tcp://127.0.0.1:*") -> Daemon:
-    """Start ``serve`` and wait for its ready file; the endpoint is read from it."""
-    home.mkdir(parents=True, exist_ok=True)
-    ready = home / "ready.json"
-    cmd = [sys.executable, "-m", "portrait_style", "serve", "--bind", bind,
-           "--ready-file", str(ready), *args]
-    stderr = home / "stderr.txt"
-    with open(stderr, "w") as sink:  # a file, not a pipe: a full pipe would block the daemon
-        proc = subprocess.Popen(cmd, env=_env(home), stdout=subprocess.DEVNULL, stderr=sink)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while not ready.exists():
-        if proc.poll() is not None:
-            raise RuntimeError(f"daemon exited with {proc.returncode}: {stderr.read_text()}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"daemon not ready in {START_TIMEOUT_S} s: {stderr.read_text()}")
-        time.sleep(0.05)
-    return Daemon(json.loads(ready.read_text())["endpoint"], proc, home, ready)
-
-
-def stop_daemon(daemon: Daemon) -> int:
-    if daemon.proc.poll() is None:
-        daemon.proc.send_signal(signal.SIGTERM)
-        try:
-            daemon.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            daemon.proc.kill()
-            daemon.proc.wait()
-    return daemon.proc.returncode
-
-
-@contextlib.contextmanager
-def running(home: Path, *args: str, **kwargs: str) -> Iterator[Daemon]:
-    daemon = start_daemon(home, *args, **kwargs)
-    try:
-        yield daemon
-    finally:
-        stop_daemon(daemon)
 
 
 @pytest.fixture(scope="module")
@@ -366,7 +304,8 @@ def test_token_required_when_configured(tmp_path):
 def test_non_loopback_bind_without_token_is_refused(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "portrait_style", "serve", "--engine", "noop", "--bind",
-         "tcp://0.0.0.0:5599"], env=_env(tmp_path), capture_output=True, text=True, timeout=60)
+         "tcp://0.0.0.0:5599"], env=isolated_env(tmp_path), capture_output=True, text=True,
+        timeout=60)
     assert proc.returncode == 2
     assert "without a token" in proc.stderr and "--token" in proc.stderr
 
@@ -446,7 +385,7 @@ def test_client_without_numpy(fast):
         "    assert layer.tobytes() == content\n"
         "print('ok')\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60, env=_env(fast.home))
+                         timeout=60, env=isolated_env(fast.home))
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
 
