@@ -18,6 +18,8 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 os.environ.setdefault("PORTRAIT_STYLE_WEIGHTS_CACHE", str(weights_cache_dir()))
+# as the product's entry point does (portrait_style/cli.py), before torch loads OpenMP
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def shared_image(kind: str, name: str) -> Path:

@@ -365,6 +365,13 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> list[dict[str
 
 # --- CLI -----------------------------------------------------------------------------------
 
+def default_out_dir() -> Path:
+    """Where trained weights go by default: the folder ``serve`` searches for SANet."""
+    from ..paths import data_dir
+
+    return data_dir() / "sanet"
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``portrait-style train``."""
     p = subparsers.add_parser(
@@ -373,7 +380,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "folder of photos and a folder of paintings; checkpoints in the public SANet layout.")
     p.add_argument("--content", type=Path, required=True, help="folder of content photos")
     p.add_argument("--style", type=Path, required=True, help="folder of style paintings")
-    p.add_argument("--out", type=Path, required=True, help="checkpoint folder (public layout)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="checkpoint folder, public layout (default: <user data dir>/sanet, "
+                        "where the daemon looks for SANet weights)")
     p.add_argument("--vgg", type=Path, help="vgg_normalised.pth or torchvision vgg19 state dict")
     p.add_argument("--random-encoder", action="store_true",
                    help="random VGG weights (smoke tests only)")
@@ -410,7 +419,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         raise ValueError("--paper-identity-weights and --lambda-id1/--lambda-id2 are exclusive")
     id1, id2 = PAPER_IDENTITY_WEIGHTS if args.paper_identity_weights else CORRECTED_IDENTITY_WEIGHTS
     return TrainConfig(
-        content_dir=args.content, style_dir=args.style, out_dir=args.out, vgg=args.vgg,
+        content_dir=args.content, style_dir=args.style, out_dir=args.out or default_out_dir(),
+        vgg=args.vgg,
         random_encoder=args.random_encoder, normalise_vgg=args.normalise_vgg, steps=args.steps,
         batch=args.batch, lr=args.lr, lr_decay=args.lr_decay,
         lambda_content=args.lambda_content, lambda_style=args.lambda_style,

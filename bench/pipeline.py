@@ -1,0 +1,229 @@
+"""Pipeline benchmark: per-stage latency, end to end through the daemon, memory.
+
+For each engine and size it measures, in a fresh process each (so peak memory is
+that size's own):
+- the first request (models just loaded: lazy allocations, kernel selection)
+  and the median of the warm ones, with the pipeline's per-stage timings;
+- peak process RSS, and CUDA max allocated on a GPU;
+then, through a real daemon subprocess over tcp loopback, the end-to-end wall
+time a host sees (request framing + decode + pipeline + reply), first and warm.
+
+Engines: "magenta" (the embedded default) and "sanet". SANet runs on weights
+from ``--sanet-dir`` or, when none are given, on random weights written in the
+public layout (speed does not depend on the weight values: the table says so).
+
+    .venv/bin/python bench/pipeline.py --quick            # < 2 min on a 2-core CPU
+    .venv/bin/python bench/pipeline.py --sizes 512,1024,2048,4096 --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+# as the product's entry point does, before torch loads OpenMP (see portrait_style/cli.py)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+REPO = Path(__file__).resolve().parents[1]
+STAGES = ("decode", "segment", "encode", "transform", "upsample", "compose", "encode_reply")
+
+
+def sample_pair(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The bundled astronaut at size×size, and Starry Night."""
+    from PIL import Image
+
+    samples = REPO / "portrait_style" / "samples"
+    content = Image.open(samples / "astronaut.jpg").convert("RGB")
+    content = content.resize((size, size), Image.Resampling.BICUBIC)
+    style = Image.open(samples / "starry_night.jpg").convert("RGB")
+    return np.asarray(content).copy(), np.asarray(style).copy()
+
+
+def random_sanet_dir() -> Path:
+    """Random SANet weights in the public file layout (for speed only)."""
+    import torch
+
+    from portrait_style.daemon.models.sanet import SANetModel
+    from portrait_style.weights.sanet_checkpoint import save_sanet
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-sanet-"))
+    torch.manual_seed(0)
+    save_sanet(SANetModel(), folder)
+    return folder
+
+
+def child(args: argparse.Namespace) -> None:
+    """Measure one engine at one size in this process; print one JSON line."""
+    import torch
+
+    from portrait_style.daemon.jobspec import JobContext, StylizeJob
+    from portrait_style.daemon.regions import resolve_regions
+    from portrait_style.daemon.runtime import load_pipeline
+
+    torch.set_num_threads(args.threads or torch.get_num_threads())
+    start = time.perf_counter()
+    pipeline, _ = load_pipeline(engine=args.engine, device=args.device,
+                                sanet_weights_dir=args.sanet_dir)
+    load_s = time.perf_counter() - start
+    content, style = sample_pair(args.size)
+    engine_name = pipeline.engine.name
+    job = StylizeJob(content=content, style=style, style_key=f"bench-{style.shape}",
+                     regions=resolve_regions(engine_name, {}))
+    cuda = pipeline.describe().get("device", "cpu").startswith("cuda")
+
+    def once() -> tuple[float, dict[str, float]]:
+        if cuda:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        result = pipeline.run(job, JobContext())
+        if cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter() - t0, result.info.get("timings", {})
+
+    first, first_stages = once()
+    warm = [once() for _ in range(args.reps)]
+    walls = [w for w, _ in warm]
+    stages = {s: statistics.median(t.get(s, 0.0) for _, t in warm) for s in STAGES}
+    print(json.dumps({
+        "engine": engine_name, "size": args.size, "load_s": load_s, "first_s": first,
+        "warm_s": statistics.median(walls), "stages": stages, "first_stages": first_stages,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "cuda_max_alloc_mb": (torch.cuda.max_memory_allocated() / 2**20) if cuda else None,
+        "device": pipeline.describe().get("device"),
+    }))
+
+
+def run_child(engine: str, size: int, args: argparse.Namespace,
+              sanet_dir: Path | None) -> dict:
+    command = [sys.executable, __file__, "--child", "--engine", engine, "--size", str(size),
+               "--device", args.device, "--reps", str(args.reps)]
+    if sanet_dir is not None:
+        command += ["--sanet-dir", str(sanet_dir)]
+    if args.threads:
+        command += ["--threads", str(args.threads)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{engine}@{size} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def through_daemon(engine: str, sizes: list[int], args: argparse.Namespace,
+                   sanet_dir: Path | None) -> dict[int, tuple[float, float]]:
+    """(first, warm median) end-to-end seconds per size through a daemon subprocess."""
+    from portrait_style.protocol.client import DaemonClient
+
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    home = Path(tempfile.mkdtemp(prefix="bench-home-"))
+    ready = home / "ready"
+    command = [sys.executable, "-m", "portrait_style", "serve", "--bind", endpoint,
+               "--engine", engine, "--device", args.device, "--ready-file", str(ready)]
+    if sanet_dir is not None:
+        command += ["--weights-dir", str(sanet_dir)]
+    env = dict(os.environ, PORTRAIT_STYLE_HOME=str(home))
+    daemon = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not ready.exists():
+            if daemon.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"daemon did not start:\n{daemon.stderr.read()[-2000:]}")
+            time.sleep(0.1)
+        results: dict[int, tuple[float, float]] = {}
+        with DaemonClient(endpoint, timeout_s=600) as client:
+            for size in sizes:
+                content, style = sample_pair(size)
+                walls = []
+                for _ in range(args.reps + 1):
+                    t0 = time.perf_counter()
+                    client.stylize(content, style)
+                    walls.append(time.perf_counter() - t0)
+                results[size] = (walls[0], statistics.median(walls[1:]))
+        return results
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=30)
+
+
+def machine_line(device: str) -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    text = (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, "
+            f"{torch.get_num_threads()} threads")
+    if device != "cpu" and torch.cuda.is_available():
+        text += f", GPU {torch.cuda.get_device_name(0)}"
+    return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="512² and 1024², 2 reps, magenta")
+    parser.add_argument("--sizes", default="512,1024,2048,4096")
+    parser.add_argument("--engines", default="magenta,sanet")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--sanet-dir", type=Path, default=None)
+    parser.add_argument("--no-daemon", action="store_true", help="skip the end-to-end runs")
+    parser.add_argument("--markdown", type=Path, default=None, help="also write the table here")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--engine", default="magenta", help=argparse.SUPPRESS)
+    parser.add_argument("--size", type=int, default=512, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+        return
+    if args.quick:
+        args.sizes, args.reps, args.engines = "512,1024", 2, "magenta"
+    sizes = [int(s) for s in args.sizes.split(",")]
+    rows = ["| engine | size | load s | first s | warm s | e2e first s | e2e warm s | "
+            + " | ".join(STAGES) + " | peak RSS MB | CUDA max MB |",
+            "|" + "---|" * (9 + len(STAGES))]
+    for engine in args.engines.split(","):
+        sanet_dir = args.sanet_dir
+        label = engine
+        if engine == "sanet" and sanet_dir is None:
+            sanet_dir, label = random_sanet_dir(), "sanet (random weights, speed only)"
+        e2e = {} if args.no_daemon else through_daemon(engine, sizes, args, sanet_dir)
+        for size in sizes:
+            r = run_child(engine, size, args, sanet_dir)
+            first_e2e, warm_e2e = e2e.get(size, (float("nan"), float("nan")))
+            stages = " | ".join(f"{1000 * r['stages'][s]:.0f} ms" for s in STAGES)
+            cuda = f"{r['cuda_max_alloc_mb']:.0f}" if r["cuda_max_alloc_mb"] else "–"
+            rows.append(f"| {label} | {size}² | {r['load_s']:.2f} | {r['first_s']:.3f} | "
+                        f"{r['warm_s']:.3f} | {first_e2e:.3f} | {warm_e2e:.3f} | {stages} | "
+                        f"{r['peak_rss_mb']:.0f} | {cuda} |")
+            print(rows[-1], file=sys.stderr, flush=True)
+    table = "\n".join([f"Machine: {machine_line(args.device)}", "", *rows])
+    print(table)
+    if args.markdown:
+        args.markdown.write_text(table + "\n")
+
+
+if __name__ == "__main__":
+    main()
