@@ -86,6 +86,11 @@ def run(args: argparse.Namespace) -> int:
     log.info("portrait-style daemon starting (pid %d, log %s)", os.getpid(), log_file)
     try:
         pipeline, notes = _load_pipeline(args)
+    except (OSError, RuntimeError, ValueError) as exc:
+        # expected set-up problems (missing weight files, no CUDA, bad checkpoint):
+        # the message names the file or setting; a traceback would only bury it
+        log.error("cannot start: %s", exc)
+        return 1
     except Exception:
         log.exception("could not load the pipeline")
         return 1
