@@ -1,0 +1,336 @@
+"""The portrait pipeline: segment, stylize twice, composite through the mask.
+
+Why one class: it is the paper's method end to end, independent of which style
+network or segmenter is plugged in. The daemon keeps one instance warm and calls
+``run`` per job; the instance owns the style-encoding cache.
+
+Order of work (each a ``ctx.stage`` so the host sees progress and a cancel takes
+effect at the next boundary):
+
+1. ``decode``: uint8 layer → float tensor, reduced to the working size.
+2. ``segment``: person mask at full size (skipped for an artist's mask, for
+   ``whole_image`` and when neither the mask nor the composite is wanted).
+3. ``encode``: content encoded once for both passes; style from the cache.
+4. ``transform``: both regions as ONE ``engine.stylize`` call (one batch).
+5. ``upsample``: only when the layer exceeds ``max_working_pixels``.
+6. ``compose``: full-size uint8 layers, the input's alpha copied into each.
+7. ``encode_reply``: entered last; the server frames the reply during it.
+
+The job's arrays are only ever read (bands are copied before becoming tensors).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..protocol.constants import LAYER_NAMES
+from .color import preserve_color
+from .engines.base import RegionSettings, Segmenter, StyleEngine
+from .jobspec import JobContext, StylizeJob, StylizeResult
+from .mask import MaskResult, MaskSettings, artist_mask, person_mask
+from .regions import preset
+from .sizing import (
+    DEFAULT_STRATEGY,
+    STRATEGIES,
+    GuidedUpsampling,
+    TileSettings,
+    guided_upsample_into,
+    resize,
+    row_bands,
+    stylize_tiled,
+    to_uint8_hwc,
+    uint8_band_to_float,
+    working_size,
+)
+
+__all__ = ["PortraitPipeline"]
+
+#: styles larger than this are reduced before encoding (their texture scale is
+#: what the networks were trained on at ~256-512 px; more only costs time)
+STYLE_MAX_PIXELS = 1024 * 1024
+
+
+class PortraitPipeline:
+    """Portrait-aware style transfer over any ``StyleEngine`` and ``Segmenter``.
+
+    max_working_pixels: default cap on the pixels the style network sees at once
+        (a job may lower or raise it); larger layers go through ``sizing``.
+    style_cache_size: style encodings kept (LRU, keyed by ``job.style_key``).
+    sizing: "guided" (stylize at working size, guided upsampling) or "tiles".
+    """
+
+    def __init__(
+        self,
+        engine: StyleEngine,
+        segmenter: Segmenter,
+        *,
+        max_working_pixels: int,
+        style_cache_size: int = 8,
+        sizing: str = DEFAULT_STRATEGY,
+        mask_settings: MaskSettings | None = None,
+        upsampling: GuidedUpsampling | None = None,
+        tiles: TileSettings | None = None,
+    ) -> None:
+        if sizing not in STRATEGIES:
+            raise ValueError(f"unknown sizing strategy {sizing!r}; known: {', '.join(STRATEGIES)}")
+        if max_working_pixels < 64 * 64:
+            raise ValueError(f"max_working_pixels {max_working_pixels} is below 64²")
+        self.engine = engine
+        self.segmenter = segmenter
+        self.max_working_pixels = int(max_working_pixels)
+        self.sizing = sizing
+        self.mask_settings = mask_settings or MaskSettings()
+        self.upsampling = upsampling or GuidedUpsampling()
+        self.tiles = tiles or TileSettings()
+        self._style_cache: OrderedDict[str, Any] = OrderedDict()
+        self._style_cache_size = max(0, style_cache_size)
+        self._lock = threading.Lock()
+
+    def describe(self) -> dict[str, Any]:
+        """What the daemon's ``hello`` reports about the loaded models."""
+        return {
+            "engine": self.engine.describe(),
+            "segmenter": {"name": self.segmenter.name, "device": str(self.segmenter.device)},
+            "device": str(self.engine.device),
+            "max_working_pixels": self.max_working_pixels,
+            "sizing": self.sizing,
+        }
+
+    # ------------------------------------------------------------------ run
+
+    def run(self, job: StylizeJob, ctx: JobContext) -> StylizeResult:
+        """Stylize one layer; see the module docstring for the stages."""
+        content = _check_image(job.content, "content", channels=(3, 4))
+        style = _check_image(job.style, "style", channels=(3, 4))
+        outputs = set(job.outputs)
+        unknown = outputs - set(LAYER_NAMES)
+        if unknown or not outputs:
+            raise ValueError(f"outputs must be a non-empty subset of {', '.join(LAYER_NAMES)}; "
+                             f"got {sorted(outputs)}")
+        max_pixels = int(job.max_working_pixels or self.max_working_pixels)
+        regions = self._regions(job)
+        height, width = content.shape[:2]
+        device = self.engine.device
+
+        with torch.inference_mode():
+            ctx.stage("decode", 0.0)
+            work_hw = working_size(height, width, max_pixels)
+            needs_resize = work_hw != (height, width)
+            full = uint8_band_to_float(content, 0, height, device)
+            small = resize(full, work_hw)
+            keep_full = needs_resize and self.sizing == "tiles"
+            if not keep_full:
+                del full
+
+            ctx.stage("segment", 0.1)
+            mask_result = self._mask(job, content, small, outputs)
+
+            passes = self._passes(job, outputs, mask_result)
+            ctx.stage("encode", 0.3)
+            layers_full: dict[str, np.ndarray] = {}
+            if passes:
+                content_state = self.engine.encode_content(small)
+                style_state = self._style_state(job.style_key, style)
+                ctx.stage("transform", 0.4)
+                settings = [regions[name] for name in passes]
+                stylized = self.engine.stylize(content_state, style_state, settings)
+                del content_state
+                expected = (len(passes), 3, *work_hw)
+                if tuple(stylized.shape) != expected:
+                    raise RuntimeError(f"engine {self.engine.name} returned "
+                                       f"{tuple(stylized.shape)}, expected {expected}")
+                stylized = _preserve(stylized, small, settings)
+                if not needs_resize:
+                    for i, name in enumerate(passes):
+                        layers_full[name] = _with_alpha(to_uint8_hwc(stylized[i:i + 1]),
+                                                        content)
+                elif self.sizing == "tiles":
+                    layers_full = self._tiles(full, content, style_state, passes, settings,
+                                              stylized, ctx)
+                else:
+                    ctx.stage("upsample", 0.7)
+                    outs = [np.empty_like(content) for _ in passes]
+                    guided_upsample_into(outs, stylized, content, self.upsampling,
+                                         photo_small=small)
+                    for name, out in zip(passes, outs, strict=True):
+                        layers_full[name] = _with_alpha(out, content)
+                del stylized
+            else:
+                ctx.stage("transform", 0.4)
+            if keep_full:
+                del full
+            del small
+
+            ctx.stage("compose", 0.9)
+            layers = self._compose(job, outputs, layers_full, mask_result, content)
+
+        ctx.stage("encode_reply", 0.97)
+        info: dict[str, Any] = {
+            "person_found": mask_result.person_found if mask_result else None,
+            "person_fraction": mask_result.person_fraction if mask_result else None,
+            "mask_source": mask_result.source if mask_result else None,
+            "engine": self.engine.name,
+            "segmenter": self.segmenter.name,
+            "device": str(device),
+            "working_size": [work_hw[1], work_hw[0]],
+            "sizing": self.sizing if needs_resize else "none",
+            "passes": list(passes),
+            "regions": {name: asdict(value) for name, value in regions.items()},
+            "timings": dict(ctx.timings),
+        }
+        return StylizeResult(layers=layers, info=info)
+
+    # ------------------------------------------------------------------ steps
+
+    def _regions(self, job: StylizeJob) -> dict[str, RegionSettings]:
+        """The engine's presets overlaid with the job's (already checked) regions."""
+        regions = preset(self.engine.name)
+        for name, value in (job.regions or {}).items():
+            if name not in regions:
+                raise ValueError(f"unknown region {name!r}; known: {', '.join(regions)}")
+            regions[name] = value
+        return regions
+
+    def _mask(self, job: StylizeJob, content: np.ndarray, small: torch.Tensor,
+              outputs: set[str]) -> MaskResult | None:
+        height, width = content.shape[:2]
+        if job.whole_image:
+            return MaskResult(mask=np.zeros((height, width), np.uint8), person_found=False,
+                              person_fraction=0.0, source="whole_image")
+        if job.mask is not None:
+            return artist_mask(job.mask, height, width)
+        if not outputs & {"mask", "composite"}:
+            return None
+        return person_mask(self.segmenter, content, small.to(self.segmenter.device),
+                           self.mask_settings)
+
+    @staticmethod
+    def _passes(job: StylizeJob, outputs: set[str], mask: MaskResult | None) -> list[str]:
+        """Region passes the requested layers need (background first)."""
+        if job.whole_image:
+            return ["background"] if outputs - {"mask"} else []
+        need_bg = "background" in outputs
+        need_pt = "portrait" in outputs
+        if "composite" in outputs and mask is not None:
+            # a mask that is all one side needs only that side's pass
+            need_bg = need_bg or bool((mask.mask < 255).any())
+            need_pt = need_pt or bool(mask.mask.any())
+        return [name for name, needed in (("background", need_bg), ("portrait", need_pt))
+                if needed]
+
+    def _style_state(self, key: str, style: np.ndarray) -> Any:
+        """Encode the style once per ``style_key`` (LRU of ``style_cache_size``)."""
+        with self._lock:
+            if key in self._style_cache:
+                self._style_cache.move_to_end(key)
+                return self._style_cache[key]
+        h, w = style.shape[:2]
+        tensor = uint8_band_to_float(style, 0, h, self.engine.device)
+        tensor = resize(tensor, working_size(h, w, STYLE_MAX_PIXELS))
+        state = self.engine.encode_style(tensor)
+        with self._lock:
+            if self._style_cache_size:
+                self._style_cache[key] = state
+                while len(self._style_cache) > self._style_cache_size:
+                    self._style_cache.popitem(last=False)
+        return state
+
+    def _tiles(self, full: torch.Tensor, content: np.ndarray, style_state: Any,
+               passes: list[str], settings: list[RegionSettings], reference: torch.Tensor,
+               ctx: JobContext) -> dict[str, np.ndarray]:
+        """Full-resolution tiles sharing the working-size pass's low frequencies."""
+        side = self.tiles.tile or int(self.max_working_pixels ** 0.5)
+        overlap = max(8, int(side * self.tiles.overlap_fraction))
+
+        def on_tile(i: int, n: int) -> None:
+            ctx.stage("transform", 0.4 + 0.45 * i / max(1, n))
+
+        result = stylize_tiled(self.engine, full, style_state, settings, side, overlap,
+                               reference=reference, lowpass_sigma=self.tiles.lowpass_sigma,
+                               on_tile=on_tile)
+        result = _preserve(result, full, settings)
+        return {name: _with_alpha(to_uint8_hwc(result[i:i + 1]), content)
+                for i, name in enumerate(passes)}
+
+    @staticmethod
+    def _compose(job: StylizeJob, outputs: set[str], passes: dict[str, np.ndarray],
+                 mask: MaskResult | None, content: np.ndarray) -> dict[str, np.ndarray]:
+        layers: dict[str, np.ndarray] = {}
+        if job.whole_image:
+            for name in ("background", "portrait", "composite"):
+                if name in outputs:
+                    layers[name] = passes["background"] if not layers else passes[
+                        "background"].copy()
+        else:
+            for name in ("background", "portrait"):
+                if name in outputs:
+                    layers[name] = passes[name]
+            if "composite" in outputs:
+                assert mask is not None
+                layers["composite"] = _composite(passes.get("portrait"),
+                                                 passes.get("background"), mask.mask, content)
+        if "mask" in outputs:
+            assert mask is not None
+            layers["mask"] = mask.mask
+        return layers
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _check_image(array: np.ndarray, what: str, channels: tuple[int, ...]) -> np.ndarray:
+    if not isinstance(array, np.ndarray) or array.dtype != np.uint8:
+        raise ValueError(f"{what} must be a uint8 array")
+    if array.ndim != 3 or array.shape[2] not in channels or 0 in array.shape:
+        raise ValueError(f"{what} must be H×W×{'/'.join(map(str, channels))}, "
+                         f"got {array.shape}")
+    return array
+
+
+def _preserve(stylized: torch.Tensor, photo: torch.Tensor,
+              settings: list[RegionSettings]) -> torch.Tensor:
+    """Apply preserve-colour to the regions that ask for it."""
+    if not any(s.preserve_color for s in settings):
+        return stylized
+    out = stylized.clone()
+    for i, s in enumerate(settings):
+        if s.preserve_color:
+            out[i:i + 1] = preserve_color(stylized[i:i + 1], photo)
+    return out
+
+
+def _with_alpha(rgb: np.ndarray, content: np.ndarray) -> np.ndarray:
+    """Give an RGB (or RGBA buffer) result the content's alpha, if it has one."""
+    if content.shape[2] == 4:
+        if rgb.shape[2] == 3:
+            out = np.empty(content.shape, np.uint8)
+            out[..., :3] = rgb
+            rgb = out
+        rgb[..., 3] = content[..., 3]
+        return rgb
+    return rgb[..., :3] if rgb.shape[2] != 3 else rgb
+
+
+def _composite(portrait: np.ndarray | None, background: np.ndarray | None, mask: np.ndarray,
+               content: np.ndarray) -> np.ndarray:
+    """Portrait over background through the mask, in row bands; alpha from content."""
+    if portrait is None or background is None:
+        only = portrait if portrait is not None else background
+        assert only is not None
+        return only.copy()
+    height, width = mask.shape
+    out = np.empty_like(portrait)
+    for y0, y1 in row_bands(height, width):
+        m = torch.from_numpy(mask[y0:y1].astype(np.float32) / 255.0)[..., None]
+        p = torch.from_numpy(portrait[y0:y1, :, :3].astype(np.float32))
+        b = torch.from_numpy(background[y0:y1, :, :3].astype(np.float32))
+        out[y0:y1, :, :3] = (b + (p - b) * m).round_().clamp_(0, 255).to(torch.uint8).numpy()
+    if content.shape[2] == 4:
+        out[..., 3] = content[..., 3]
+    return out

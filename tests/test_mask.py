@@ -1,0 +1,230 @@
+"""The person mask: guided refinement, feather, no-person detection, artist masks.
+
+Synthetic photos with a known person border let the tests measure how far a
+mask strays from the true edge; the real MediaPipe segmenter is checked on the
+astronaut (always available) and on a scene without people.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from portrait_style.daemon.engines.base import Segmenter
+from portrait_style.daemon.mask import (
+    MaskSettings,
+    artist_mask,
+    person_mask,
+    refine_probability,
+)
+from portrait_style.daemon.sizing import (
+    box_filter,
+    gaussian_blur,
+    guided_coefficients,
+    resample_window,
+)
+
+torch.set_num_threads(2)
+
+
+class ConstantSegmenter(Segmenter):
+    """Returns a fixed native-size probability map whatever the photo (test double)."""
+
+    name = "constant"
+
+    def __init__(self, prob: torch.Tensor) -> None:
+        self.prob = prob
+        self.calls = 0
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu")
+
+    def person_probability(self, image: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.prob
+
+
+def _disk_photo(size: int = 256, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A bright 'person' disk off the coarse grid on a darker textured background."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size]
+    truth = ((yy - 141.3) ** 2 / 70.7 ** 2 + (xx - 119.6) ** 2 / 57.1 ** 2) < 1.0
+    photo = np.where(truth[..., None], [200, 160, 140], [40, 70, 110]).astype(np.float64)
+    photo += rng.normal(0, 6, photo.shape)
+    return np.clip(photo, 0, 255).astype(np.uint8), truth
+
+
+def _coarse_probability(truth: np.ndarray, native: int = 32) -> torch.Tensor:
+    """What a segmenter at ``native`` px sees: an area-averaged, slightly blurred truth."""
+    t = torch.from_numpy(truth.astype(np.float32))[None, None]
+    coarse = F.adaptive_avg_pool2d(t, native)
+    return gaussian_blur(coarse, 0.7).clamp(0, 1)
+
+
+def _border_error(mask: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.abs(mask.astype(np.float64) / 255.0 - truth).mean())
+
+
+def test_refinement_follows_a_sharp_edge_better_than_bilinear() -> None:
+    photo, truth = _disk_photo()
+    prob = _coarse_probability(truth)
+    refined = refine_probability(prob, photo, MaskSettings())
+    bilinear = F.interpolate(prob, size=truth.shape, mode="bilinear", align_corners=False)
+    bilinear_mask = (bilinear[0, 0].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    err_refined = _border_error(refined, truth)
+    err_bilinear = _border_error(bilinear_mask, truth)
+    assert refined.shape == truth.shape and refined.dtype == np.uint8
+    assert err_refined < 0.6 * err_bilinear, (err_refined, err_bilinear)
+    # and the transition band is narrower
+    soft = lambda m: int(((m > 25) & (m < 230)).sum())  # noqa: E731
+    assert soft(refined) < 0.6 * soft(bilinear_mask)
+
+
+def test_vertical_step_edge_lands_on_the_photo_edge() -> None:
+    size, edge = 128, 77  # an edge between two coarse cells
+    photo = np.full((size, size, 3), 30, np.uint8)
+    photo[:, :edge] = 220
+    truth = np.zeros((size, size), bool)
+    truth[:, :edge] = True
+    refined = refine_probability(_coarse_probability(truth, 16), photo)
+    row = refined[size // 2].astype(int)
+    assert row[edge - 3] > 200 and row[edge + 2] < 55, row[edge - 6:edge + 6]
+
+
+def test_feather_widens_the_transition() -> None:
+    photo, truth = _disk_photo()
+    prob = _coarse_probability(truth)
+    sharp = refine_probability(prob, photo, MaskSettings(feather_px=0))
+    soft = refine_probability(prob, photo, MaskSettings(feather_px=6))
+
+    def band(m: np.ndarray) -> int:
+        return int(((m > 12) & (m < 243)).sum())
+
+    assert band(soft) > 1.5 * band(sharp)
+    # feathering keeps the mask where it was (mean barely moves)
+    assert abs(soft.mean() - sharp.mean()) < 3
+
+
+def test_no_person_gives_an_empty_mask_and_says_so() -> None:
+    photo, _ = _disk_photo(96)
+    seg = ConstantSegmenter(torch.full((1, 1, 32, 32), 0.2))
+    result = person_mask(seg, photo)
+    assert not result.person_found
+    assert result.mask.shape == (96, 96) and not result.mask.any()
+    # a speck of probability below the minimum area is still "no person"
+    speck = torch.zeros((1, 1, 32, 32))
+    speck[0, 0, 3, 3] = 0.9
+    assert not person_mask(ConstantSegmenter(speck), photo).person_found
+
+
+def test_person_found_mask_is_full_size_uint8() -> None:
+    photo, truth = _disk_photo(200)
+    seg = ConstantSegmenter(_coarse_probability(truth, 32))
+    result = person_mask(seg, photo)
+    assert result.person_found and result.source == "segmenter"
+    assert result.mask.shape == (200, 200) and result.mask.dtype == np.uint8
+    assert _border_error(result.mask, truth) < 0.03
+
+
+def test_rectangular_photo_and_guide_smaller_than_photo() -> None:
+    photo, truth = _disk_photo(256)
+    photo, truth = photo[:, 40:220], truth[:, 40:220]
+    settings = MaskSettings(guide_long_side=128)  # refinement grid half the photo's size
+    refined = refine_probability(_coarse_probability(truth, 32), photo, settings)
+    assert refined.shape == truth.shape
+    assert _border_error(refined, truth) < 0.04
+
+
+def test_artist_mask_is_used_as_is() -> None:
+    mask = np.zeros((20, 30), np.uint8)
+    mask[5:10, 5:10] = 255
+    result = artist_mask(mask, 20, 30)
+    assert result.mask is mask and result.person_found and result.source == "artist"
+    with pytest.raises(ValueError, match="20×31"):
+        artist_mask(mask, 20, 31)
+    with pytest.raises(ValueError, match="uint8"):
+        artist_mask(mask.astype(np.float32), 20, 30)
+
+
+# ----------------------------------------------------------------------------- primitives
+
+
+def test_box_filter_matches_avg_pool_with_clipped_borders() -> None:
+    x = torch.rand(1, 2, 37, 51)
+    ref = F.avg_pool2d(x, 7, stride=1, padding=3, count_include_pad=False)
+    assert torch.allclose(box_filter(x, 3), ref, atol=1e-5)
+
+
+def test_gaussian_blur_has_the_requested_spread() -> None:
+    x = torch.zeros(1, 1, 101, 101)
+    x[0, 0, 50, 50] = 1.0
+    y = gaussian_blur(x, 5.0)[0, 0]
+    assert abs(float(y.sum()) - 1.0) < 1e-4
+    pos = torch.arange(101, dtype=torch.float32) - 50
+    var = float((y.sum(dim=0) * pos**2).sum())
+    assert 4.0**2 < var < 6.0**2
+
+
+def test_guided_filter_keeps_a_constant_and_reproduces_a_linear_function() -> None:
+    guide = torch.rand(1, 3, 40, 40)
+    const = torch.full((1, 1, 40, 40), 0.3)
+    a, b = guided_coefficients(guide, const, 3, 1e-3)
+    out = (a[:, 0] * guide).sum(1) + b[:, 0]
+    assert torch.allclose(out, const[:, 0], atol=1e-5)
+    # src linear in the guide: the filter reproduces it when eps is tiny
+    src = (0.5 * guide[:, 0] - 0.2 * guide[:, 2] + 0.1)[:, None]
+    a, b = guided_coefficients(guide, src, 3, 1e-7)
+    out = (a[:, 0] * guide).sum(1) + b[:, 0]
+    assert torch.allclose(out, src[:, 0], atol=1e-3)
+
+
+def test_resample_window_matches_interpolate() -> None:
+    low = torch.rand(1, 3, 13, 17)
+    full = F.interpolate(low, size=(61, 90), mode="bilinear", align_corners=False)
+    part = resample_window(low, (61, 90), 10, 33, 5, 77)
+    assert torch.allclose(part, full[..., 10:33, 5:77], atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- real model
+
+
+@pytest.fixture(scope="module")
+def selfie() -> Segmenter:
+    from portrait_style.daemon.engines.segmenters import SelfieSegmenter
+    from portrait_style.weights.fetch import WeightsUnavailable
+
+    try:
+        return SelfieSegmenter.load("cpu")
+    except WeightsUnavailable as exc:
+        pytest.skip(f"selfie segmentation weights unavailable: {exc}")
+
+
+def test_selfie_on_the_astronaut(selfie: Segmenter) -> None:
+    from skimage.data import astronaut
+
+    photo = astronaut()  # 512², the person fills the lower right two thirds
+    result = person_mask(selfie, photo)
+    assert result.person_found
+    m = result.mask
+    assert m.shape == (512, 512)
+    assert m[170:230, 200:280].mean() > 230  # her face
+    assert m[20:80, 20:80].mean() < 25  # sky/flag corner above the shoulder
+    assert 0.25 < (m >= 128).mean() < 0.75
+
+
+@pytest.mark.slow
+def test_selfie_finds_no_person_in_a_landscape(selfie: Segmenter, shared_data: Path) -> None:
+    from PIL import Image
+
+    path = shared_data / "content" / "nonportrait_kodak_mountain_stream.jpg"
+    if not path.exists():
+        pytest.skip(f"{path} is absent")
+    photo = np.asarray(Image.open(path).convert("RGB"))
+    result = person_mask(selfie, photo)
+    assert not result.person_found, result.person_fraction
+    assert not result.mask.any()

@@ -1,0 +1,86 @@
+"""Region presets and ``region.knob=value`` overrides: parsing and clear errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from portrait_style.daemon.engines.base import RegionSettings
+from portrait_style.daemon.regions import (
+    PRESETS,
+    parse_param,
+    parse_params,
+    preset,
+    resolve_regions,
+)
+
+
+def test_presets_make_the_background_more_stylized_than_the_portrait() -> None:
+    for engine, regions in PRESETS.items():
+        bg, pt = regions["background"], regions["portrait"]
+        assert bg.strength >= pt.strength, engine
+        assert bg.w_high >= pt.w_high, engine
+    sanet_bg = PRESETS["sanet"]["background"]
+    assert (sanet_bg.strength, sanet_bg.w_low, sanet_bg.w_high) == (1.0, 1.0, 1.0)
+    assert 0.3 <= PRESETS["magenta"]["portrait"].strength <= 0.5
+
+
+def test_unknown_engine_gets_the_generic_preset() -> None:
+    regions = preset("someday-engine")
+    assert set(regions) == {"background", "portrait"}
+    assert regions["background"].strength > regions["portrait"].strength
+
+
+def test_preset_is_a_copy() -> None:
+    regions = preset("magenta")
+    regions["portrait"] = RegionSettings(strength=0.0)
+    assert PRESETS["magenta"]["portrait"].strength != 0.0
+
+
+def test_parse_param() -> None:
+    assert parse_param("portrait.w_high=0.3") == ("portrait", "w_high", "0.3")
+    assert parse_param(" background.preserve_color = yes ") == (
+        "background", "preserve_color", "yes")
+    assert parse_params(["portrait.strength=0.2", "portrait.w_low=1.5",
+                         "background.strength=0.9"]) == {
+        "portrait": {"strength": "0.2", "w_low": "1.5"}, "background": {"strength": "0.9"}}
+
+
+@pytest.mark.parametrize("text, message", [
+    ("portrait.w_high", "REGION.KNOB=VALUE"),
+    ("w_high=0.3", "REGION.KNOB=VALUE"),
+    ("portrait.w_high=", "REGION.KNOB=VALUE"),
+    ("face.strength=0.3", "unknown region 'face'"),
+    ("portrait.gamma=0.3", "unknown knob 'gamma' for region 'portrait'"),
+])
+def test_parse_param_errors_name_the_problem(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_param(text)
+
+
+def test_resolve_regions_applies_overrides_on_the_engine_preset() -> None:
+    regions = resolve_regions("sanet", parse_params(
+        ["portrait.w_high=0.1", "background.preserve_color=true"]))
+    assert regions["portrait"].w_high == 0.1
+    assert regions["portrait"].w_low == PRESETS["sanet"]["portrait"].w_low
+    assert regions["background"].preserve_color is True
+    # typed values (from a wire message) go the same way
+    regions = resolve_regions("magenta", {"portrait": {"strength": 0.25,
+                                                       "preserve_color": False}})
+    assert regions["portrait"] == RegionSettings(strength=0.25)
+    assert resolve_regions("magenta") == PRESETS["magenta"]
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"face": {"strength": 1}}, "unknown region 'face'"),
+    ({"portrait": {"alpha": 1}}, "unknown knob 'alpha'"),
+    ({"portrait": {"strength": "strong"}}, r"portrait.strength='strong' is not a number"),
+    ({"portrait": {"strength": 1.5}}, r"portrait.strength=1.5 is out of range \[0, 1\]"),
+    ({"background": {"w_high": -0.1}}, r"background.w_high=-0.1 is out of range \[0, 2\]"),
+    ({"portrait": {"strength": "nan"}}, "out of range"),
+    ({"portrait": {"strength": True}}, "must be a number"),
+    ({"portrait": {"preserve_color": "maybe"}}, "is not a boolean"),
+])
+def test_resolve_regions_errors_name_the_region_knob_or_value(
+        overrides: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        resolve_regions("magenta", overrides)
