@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -40,18 +40,6 @@ class RegionSettings:
     w_high: float = 1.0
     preserve_color: bool = False
 
-    def with_knob(self, knob: str, value: str | float | bool) -> RegionSettings:
-        """Return a copy with one knob set from a user string (``--param`` values)."""
-        kinds = {f.name: f.type for f in fields(self)}
-        if knob not in kinds:
-            raise KeyError(f"unknown knob {knob!r}; known: {', '.join(sorted(kinds))}")
-        current = getattr(self, knob)
-        if isinstance(current, bool):
-            parsed: Any = value if isinstance(value, bool) else str(value).lower() in {
-                "1", "true", "yes", "on"}
-        else:
-            parsed = float(value)
-        return replace(self, **{knob: parsed})
 
 
 class JobCancelled(Exception):

@@ -10,7 +10,6 @@ lives here, runs in plain pytest, and never imports torch, Pillow or the daemon
 
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,28 +18,18 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from ..protocol.constants import (
-    LAYER_NAMES,
-    REGION_BOOL_KNOBS,
-    REGION_FLOAT_KNOBS,
-    REGION_NAMES,
-)
+from ..protocol import knobs
+from ..protocol.constants import LAYER_NAMES, REGION_NAMES
 from ..protocol.errors import CANCELLED, Cancelled
 
 __all__ = [
-    "KNOBS", "OptionError", "PlanError", "ProgressFn", "StylizeOptions", "StylizeRequest",
+    "OptionError", "PlanError", "ProgressFn", "StylizeOptions", "StylizeRequest",
     "SourceLayer", "PlannedLayer", "LayerPlan", "Document", "StylizeOutcome",
     "parse_param", "parse_params", "build_request", "plan_layers", "run_stylize",
     "compose", "notices", "group_name", "PORTRAIT_LAYER", "BACKGROUND_LAYER", "MASK_LAYER",
 ]
 
 ProgressFn = Callable[[str, float], None]
-
-#: what a user may set per region with ``--param REGION.KNOB=VALUE`` and its type,
-#: from the wire spec's knob table (SPEC.md §5) so the plug-in and the daemon
-#: cannot drift apart; checked here so a typo fails before any pixels are sent.
-KNOBS: dict[str, type] = {**{k: float for k in REGION_FLOAT_KNOBS},
-                          **{k: bool for k in REGION_BOOL_KNOBS}}
 
 #: the layer names of the contract (what the artist sees in the layer panel)
 PORTRAIT_LAYER = "Portrait"
@@ -50,63 +39,36 @@ MASK_LAYER = "Person mask"
 #: SPEC.md §5: the smallest ``max_working_pixels`` a daemon accepts
 MIN_WORKING_PIXELS = 65_536
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
-
 class OptionError(ValueError):
     """A user-supplied option is invalid; the message says which and why."""
+
+
+def _checked(parse: Callable[..., Any], *args: Any) -> Any:
+    """Run a knob parser, reporting its complaint as an ``OptionError``."""
+    try:
+        return parse(*args)
+    except knobs.KnobError as exc:
+        raise OptionError(str(exc)) from None
 
 
 class PlanError(ValueError):
     """The daemon's reply does not fit the source layer (wrong size, missing layer)."""
 
 
-def _knob_value(knob: str, raw: Any, where: str) -> float | bool:
-    kind = KNOBS[knob]
-    if kind is bool:
-        if isinstance(raw, bool):
-            return raw
-        text = str(raw).strip().lower()
-        if text in _TRUE | _FALSE:
-            return text in _TRUE
-        raise OptionError(f"{where}: {knob} takes true/false, got {raw!r}")
-    try:
-        value = float(raw)
-    except (TypeError, ValueError) as exc:
-        raise OptionError(f"{where}: {knob} takes a number, got {raw!r}") from exc
-    if not math.isfinite(value):
-        raise OptionError(f"{where}: {knob} must be finite, got {raw!r}")
-    low, high = REGION_FLOAT_KNOBS[knob]
-    if not low <= value <= high:
-        raise OptionError(f"{where}: {knob} must be in {low:g}..{high:g}, got {value:g}")
-    return value
-
-
 def parse_param(text: str) -> tuple[str, str, float | bool]:
-    """Parse ``REGION.KNOB=VALUE`` (e.g. ``portrait.strength=0.4``) into its parts."""
-    key, sep, raw = text.partition("=")
-    region, dot, knob = key.strip().partition(".")
-    if not sep or not dot or not raw.strip():
-        raise OptionError(f"--param {text!r}: expected REGION.KNOB=VALUE, "
-                          f"e.g. portrait.strength=0.4")
-    region, knob = region.strip().lower(), knob.strip().lower()
-    if region not in REGION_NAMES:
-        raise OptionError(f"--param {text!r}: unknown region {region!r}; "
-                          f"known: {', '.join(REGION_NAMES)}")
-    if knob not in KNOBS:
-        raise OptionError(f"--param {text!r}: unknown knob {knob!r}; "
-                          f"known: {', '.join(KNOBS)}")
-    return region, knob, _knob_value(knob, raw.strip(), f"--param {text!r}")
+    """Parse ``REGION.KNOB=VALUE`` (e.g. ``portrait.strength=0.4``) into typed parts."""
+    try:
+        return knobs.parse_param(text)
+    except knobs.KnobError as exc:
+        raise OptionError(f"--param {exc}") from None
 
 
 def parse_params(texts: Iterable[str]) -> dict[str, dict[str, float | bool]]:
     """Parse many ``--param`` values into {region: {knob: value}}; later ones win."""
-    out: dict[str, dict[str, float | bool]] = {}
-    for text in texts:
-        region, knob, value = parse_param(text)
-        out.setdefault(region, {})[knob] = value
-    return out
+    try:
+        return knobs.parse_params(texts)
+    except knobs.KnobError as exc:
+        raise OptionError(f"--param {exc}") from None
 
 
 @dataclass
@@ -150,18 +112,13 @@ class StylizeOptions:
         for region, strength in (("background", self.background_strength),
                                  ("portrait", self.portrait_strength)):
             if strength is not None:
-                out.setdefault(region, {})["strength"] = _knob_value(
-                    "strength", strength, f"--{region}-strength")
+                out.setdefault(region, {})["strength"] = _checked(
+                    knobs.knob_value, "strength", strength, f"--{region}-strength")
         if self.preserve_color:
             for region in REGION_NAMES:
                 out.setdefault(region, {})["preserve_color"] = True
-        for region, knobs in self.region_overrides.items():
-            if region not in REGION_NAMES:
-                raise OptionError(f"unknown region {region!r}; known: {', '.join(REGION_NAMES)}")
-            for knob, value in knobs.items():
-                if knob not in KNOBS:
-                    raise OptionError(f"unknown knob {knob!r}; known: {', '.join(KNOBS)}")
-                out.setdefault(region, {})[knob] = _knob_value(knob, value, f"{region}.{knob}")
+        for region, values in _checked(knobs.typed_overrides, self.region_overrides).items():
+            out.setdefault(region, {}).update(values)
         return out
 
 

@@ -149,8 +149,8 @@ def test_bad_param_exits_2_before_any_daemon(tmp_path: Path, images: dict[str, P
                 str(tmp_path / "out"), "--param", "portrait.bogus=1"], isolated_env(tmp_path))
     assert res.returncode == 2
     assert _error_lines(res.stderr) == [
-        "portrait-style: error: --param 'portrait.bogus=1': unknown knob 'bogus'; "
-        "known: strength, w_low, w_high, preserve_color"]
+        "portrait-style: error: --param 'portrait.bogus=1': unknown knob 'bogus' for region "
+        "'portrait'; known: strength, w_low, w_high, preserve_color"]
     assert not (tmp_path / "state").exists()  # no daemon was started
 
 

@@ -84,7 +84,7 @@ def test_parse_param_reads_region_knob_value() -> None:
     ("portrait.sharpness=2", "unknown knob 'sharpness'"),
     ("portrait.strength=lots", "takes a number"),
     ("portrait.strength=1.5", "0..1"),
-    ("portrait.strength=nan", "finite"),
+    ("portrait.strength=nan", "0..1"),
     ("background.w_low=-1", "w_low must be in 0.."),
     ("portrait.preserve_color=maybe", "true/false"),
 ])

@@ -6,6 +6,7 @@ second; the daemon's behaviour over real sockets is in test_daemon.py.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -357,3 +358,16 @@ def test_messages_work_without_numpy():
                          timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "xy"
+
+
+def test_one_knob_parser_for_text_and_typed_values():
+    from portrait_style.protocol.knobs import KnobError, parse_param, typed_overrides
+
+    assert parse_param("Portrait.W_HIGH = 0.3") == ("portrait", "w_high", 0.3)
+    assert typed_overrides({"background": {"strength": "0.5", "preserve_color": "on"}}) == {
+        "background": {"strength": 0.5, "preserve_color": True}}
+    for bad, words in [("portrait.strength=2", "0..1"), ("face.strength=1", "unknown region"),
+                       ("portrait.strength", "REGION.KNOB=VALUE"),
+                       ("portrait.preserve_color=maybe", "true/false")]:
+        with pytest.raises(KnobError, match=re.escape(words)):
+            parse_param(bad)
