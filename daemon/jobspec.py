@@ -33,12 +33,16 @@ class RegionSettings:
         branches ignore them.
     preserve_color: keep the photo's colours and take only the style's texture
         (luminance-only transfer), applied by the pipeline, not the engine.
+    structure: keep the photo's edges, 0 = off .. 1 = the stylization's colours
+        and tones only on the photo's edges (guided filter, daemon/structure.py),
+        applied by the pipeline; what keeps faces recognisable in the portrait.
     """
 
     strength: float = 1.0
     w_low: float = 1.0
     w_high: float = 1.0
     preserve_color: bool = False
+    structure: float = 0.0
 
 
 

@@ -48,6 +48,7 @@ from .sizing import (
     uint8_band_to_float,
     working_size,
 )
+from .structure import keep_structure
 
 __all__ = ["PortraitPipeline"]
 
@@ -146,6 +147,7 @@ class PortraitPipeline:
                     raise RuntimeError(f"engine {self.engine.name} returned "
                                        f"{tuple(stylized.shape)}, expected {expected}")
                 stylized = _preserve(stylized, small, settings)
+                stylized = _keep_structure(stylized, small, settings)
                 if not needs_resize:
                     for i, name in enumerate(passes):
                         layers_full[name] = _with_alpha(to_uint8_hwc(stylized[i:i + 1]),
@@ -302,6 +304,17 @@ def _preserve(stylized: torch.Tensor, photo: torch.Tensor,
     for i, s in enumerate(settings):
         if s.preserve_color:
             out[i:i + 1] = preserve_color(stylized[i:i + 1], photo)
+    return out
+
+
+def _keep_structure(stylized: torch.Tensor, photo: torch.Tensor,
+                    settings: list[RegionSettings]) -> torch.Tensor:
+    """Pull the regions that ask for it onto the photo's edges."""
+    if not any(s.structure > 0 for s in settings):
+        return stylized
+    out = stylized.clone()
+    for i, s in enumerate(settings):
+        out[i:i + 1] = keep_structure(stylized[i:i + 1], photo, s.structure)
     return out
 
 

@@ -21,6 +21,7 @@ REGION_FLOAT_KNOBS: dict[str, tuple[float, float]] = {
     "strength": (0.0, 1.0),
     "w_low": (0.0, 2.0),
     "w_high": (0.0, 2.0),
+    "structure": (0.0, 1.0),
 }
 
 #: on/off region knobs
