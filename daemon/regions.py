@@ -21,21 +21,26 @@ from .jobspec import RegionSettings
 
 __all__ = ["PRESETS", "preset", "resolve_regions"]
 
-# Defaults are first guesses from the paper's description and a visual check on the
-# test portraits; they are TUNED LATER by the quality benchmark (face-landmark drift
-# of the portrait vs stylization strength of the background) — change them there.
+# Tuned with bench/quality.py (numbers in bench/results/quality-tuning.md): for
+# Magenta, portrait strength 0.2-0.5 all drift the landmarks by ~0.014 of the eye
+# distance (the network repaints even at 0), so 0.3 is the strongest look at the
+# lowest drift; ``structure`` is what moves the drift: 0.014 at 0, 0.012 at 0.5,
+# 0.010 at 1 (whole-image: 0.022); 0.75 keeps some brush texture on the person.
+# preserve_color and mask feathering did not change the metrics and stay off.
 PRESETS: dict[str, dict[str, RegionSettings]] = {
     # Magenta: strength mixes the style bottleneck with the content's own.
     "magenta": {
         "background": RegionSettings(strength=1.0),
-        "portrait": RegionSettings(strength=0.4),
+        "portrait": RegionSettings(strength=0.3, structure=0.75),
     },
     # SANet: W_l = W_h = 1, strength 1 is the plain public checkpoint (style dominates).
     # Portrait: keep low-level (relu4_1) style, damp the high-level (relu5_1) branch
-    # that moves facial geometry, and blend back part of the content.
+    # that moves facial geometry, and blend back part of the content. Not tuned on
+    # real SANet weights (none are reachable here): rerun bench/quality.py --engine
+    # sanet with trained weights.
     "sanet": {
         "background": RegionSettings(strength=1.0, w_low=1.0, w_high=1.0),
-        "portrait": RegionSettings(strength=0.7, w_low=1.0, w_high=0.3),
+        "portrait": RegionSettings(strength=0.7, w_low=1.0, w_high=0.3, structure=0.75),
     },
 }
 

@@ -150,7 +150,7 @@ def test_bad_param_exits_2_before_any_daemon(tmp_path: Path, images: dict[str, P
     assert res.returncode == 2
     assert _error_lines(res.stderr) == [
         "portrait-style: error: --param 'portrait.bogus=1': unknown knob 'bogus' for region "
-        "'portrait'; known: strength, w_low, w_high, preserve_color"]
+        "'portrait'; known: strength, w_low, w_high, structure, preserve_color"]
     assert not (tmp_path / "state").exists()  # no daemon was started
 
 

@@ -61,7 +61,8 @@ def test_resolve_regions_applies_overrides_on_the_engine_preset() -> None:
     # typed values (from a wire message) go the same way
     regions = resolve_regions("magenta", {"portrait": {"strength": 0.25,
                                                        "preserve_color": False}})
-    assert regions["portrait"] == RegionSettings(strength=0.25)
+    kept = PRESETS["magenta"]["portrait"].structure
+    assert regions["portrait"] == RegionSettings(strength=0.25, structure=kept)
     assert resolve_regions("magenta") == PRESETS["magenta"]
 
 
