@@ -66,6 +66,8 @@ class StylizeJob:
     max_working_pixels: cap on the pixels the style network sees at once; larger
         layers are stylized at a working size (or in tiles) and brought back to
         full size by the pipeline. None = the daemon's default.
+    mask_feather: Gaussian softening of the segmented mask's edge, in layer
+        pixels (an artist's own mask is never changed). None = the daemon's default.
     """
 
     content: np.ndarray
@@ -76,6 +78,7 @@ class StylizeJob:
     mask: np.ndarray | None = None
     whole_image: bool = False
     max_working_pixels: int | None = None
+    mask_feather: float | None = None
 
 
 @dataclass

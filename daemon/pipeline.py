@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 import numpy as np
@@ -209,8 +209,10 @@ class PortraitPipeline:
             return artist_mask(job.mask, height, width)
         if not outputs & {"mask", "composite"}:
             return None
-        return person_mask(self.segmenter, content, small.to(self.segmenter.device),
-                           self.mask_settings)
+        settings = self.mask_settings
+        if job.mask_feather is not None:
+            settings = replace(settings, feather_px=job.mask_feather)
+        return person_mask(self.segmenter, content, small.to(self.segmenter.device), settings)
 
     @staticmethod
     def _passes(job: StylizeJob, outputs: set[str], mask: MaskResult | None) -> list[str]:

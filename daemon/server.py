@@ -508,6 +508,7 @@ class DaemonServer:
                 outputs=frozenset(request.outputs),
                 mask=request.mask.to_array() if request.mask is not None else None,
                 whole_image=request.whole_image, max_working_pixels=request.max_working_pixels,
+                mask_feather=request.mask_feather,
             )
             ctx = JobContext(on_progress=lambda stage, fraction: self._post(
                 "progress", job, stage, fraction), cancel=job.cancel)

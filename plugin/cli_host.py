@@ -209,6 +209,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="your own person mask (white = person), same size as CONTENT")
     p.add_argument("--outputs", nargs="+", metavar="LAYER",
                    help=f"layers to compute, from {', '.join(LAYER_NAMES)} (default: all)")
+    p.add_argument("--feather", type=float, metavar="PX", dest="mask_feather",
+                   help="soften the person mask's edge by PX pixels (Gaussian sigma; "
+                        "default: the daemon's, 0); an artist's --mask is never changed")
     p.add_argument("--max-working-pixels", type=int, metavar="N",
                    help="cap on the pixels the style network sees at once")
     p.add_argument("--engine", choices=ENGINES,
@@ -261,7 +264,7 @@ def _load_inputs(args: argparse.Namespace) -> tuple[Path, np.ndarray, StylizeOpt
         style_path=style_path, style_pixels=style, background_strength=args.background_strength,
         portrait_strength=args.portrait_strength, preserve_color=args.preserve_color,
         region_overrides=regions, mask=mask, whole_image=args.whole_image, outputs=outputs,
-        max_working_pixels=args.max_working_pixels)
+        max_working_pixels=args.max_working_pixels, mask_feather=args.mask_feather)
     try:
         options.regions()  # check the strengths now, before a daemon is started
     except OptionError as exc:

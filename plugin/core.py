@@ -19,7 +19,12 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from ..protocol import knobs
-from ..protocol.constants import LAYER_NAMES, REGION_NAMES
+from ..protocol.constants import (
+    LAYER_NAMES,
+    MAX_MASK_FEATHER,
+    MIN_WORKING_PIXELS,
+    REGION_NAMES,
+)
 from ..protocol.errors import CANCELLED, Cancelled
 
 __all__ = [
@@ -36,8 +41,6 @@ PORTRAIT_LAYER = "Portrait"
 BACKGROUND_LAYER = "Background"
 MASK_LAYER = "Person mask"
 
-#: SPEC.md §5: the smallest ``max_working_pixels`` a daemon accepts
-MIN_WORKING_PIXELS = 65_536
 
 class OptionError(ValueError):
     """A user-supplied option is invalid; the message says which and why."""
@@ -97,6 +100,7 @@ class StylizeOptions:
     whole_image: bool = False
     outputs: tuple[str, ...] = LAYER_NAMES
     max_working_pixels: int | None = None
+    mask_feather: float | None = None
 
     def display_style_name(self) -> str:
         """The style's name for the layer group ("Portrait style — <name>")."""
@@ -133,13 +137,15 @@ class StylizeRequest:
     mask: np.ndarray | None = None
     whole_image: bool = False
     max_working_pixels: int | None = None
+    mask_feather: float | None = None
 
     def kwargs(self) -> dict[str, Any]:
         """Keyword arguments of ``DaemonClient.stylize`` (progress/cancel added by caller)."""
         return {"content": self.content, "style": self.style, "mask": self.mask,
                 "regions": self.regions or None, "outputs": self.outputs,
                 "whole_image": self.whole_image,
-                "max_working_pixels": self.max_working_pixels}
+                "max_working_pixels": self.max_working_pixels,
+                "mask_feather": self.mask_feather}
 
 
 def _check_pixels(arr: np.ndarray, what: str, channels: Sequence[int]) -> np.ndarray:
@@ -184,9 +190,12 @@ def build_request(content: np.ndarray, options: StylizeOptions,
     if mwp is not None and mwp < MIN_WORKING_PIXELS:
         raise OptionError(f"max working pixels must be at least {MIN_WORKING_PIXELS}, "
                           f"got {mwp}")
+    feather = options.mask_feather
+    if feather is not None and not 0 <= feather <= MAX_MASK_FEATHER:
+        raise OptionError(f"the mask feather must be 0..{MAX_MASK_FEATHER:g} px, got {feather:g}")
     return StylizeRequest(content=content, style=style_px, regions=options.regions(),
                           outputs=outputs, mask=mask, whole_image=options.whole_image,
-                          max_working_pixels=mwp)
+                          max_working_pixels=mwp, mask_feather=feather)
 
 
 @dataclass

@@ -178,6 +178,7 @@ class DaemonClient:
         outputs: Iterable[str] = LAYER_NAMES,
         whole_image: bool = False,
         max_working_pixels: int | None = None,
+        mask_feather: float | None = None,
         on_progress: ProgressFn | None = None,
         cancel: threading.Event | None = None,
         timeout_s: float | None = None,
@@ -199,7 +200,7 @@ class DaemonClient:
             id="", token=self.token, content=content_px, style=style_px, style_key=key,
             mask=mask_px, outputs=validate_outputs(list(outputs)),
             regions=validate_regions(regions), whole_image=bool(whole_image),
-            max_working_pixels=max_working_pixels)
+            max_working_pixels=max_working_pixels, mask_feather=mask_feather)
         hello = self._hello_reply(timeout_s=timeout_s)
         self._check_request(request, hello)
         send_style = style_px is not None and key not in self._known_styles

@@ -29,3 +29,9 @@ REGION_BOOL_KNOBS: tuple[str, ...] = ("preserve_color",)
 
 #: environment variable holding the shared token (daemon and clients)
 TOKEN_ENV = "PORTRAIT_STYLE_TOKEN"
+
+#: smallest ``max_working_pixels`` a request may ask for (256²)
+MIN_WORKING_PIXELS = 65_536
+
+#: largest ``mask_feather`` (Gaussian sigma in layer pixels) a request may ask for
+MAX_MASK_FEATHER = 256.0

@@ -21,6 +21,8 @@ from typing import Any, ClassVar
 
 from .constants import (
     LAYER_NAMES,
+    MAX_MASK_FEATHER,
+    MIN_WORKING_PIXELS,
     PROTOCOL_VERSION,
     REGION_BOOL_KNOBS,
     REGION_FLOAT_KNOBS,
@@ -35,8 +37,6 @@ __all__ = [
     "MIN_WORKING_PIXELS",
 ]
 
-#: smallest ``max_working_pixels`` a request may ask for (256²)
-MIN_WORKING_PIXELS = 65536
 
 
 # --------------------------------------------------------------------------- pixels
@@ -327,6 +327,7 @@ class Stylize(Message):
     regions: dict[str, dict[str, float | bool]] = field(default_factory=dict)
     whole_image: bool = False
     max_working_pixels: int | None = None
+    mask_feather: float | None = None
 
     def header_fields(self) -> dict[str, Any]:
         fields: dict[str, Any] = {"outputs": list(self.outputs), "regions": self.regions,
@@ -335,6 +336,8 @@ class Stylize(Message):
             fields["style_key"] = self.style_key
         if self.max_working_pixels is not None:
             fields["max_working_pixels"] = self.max_working_pixels
+        if self.mask_feather is not None:
+            fields["mask_feather"] = self.mask_feather
         return fields
 
     def frames(self) -> list[tuple[str, Pixels]]:
@@ -380,6 +383,11 @@ class Stylize(Message):
         if max_working is not None and max_working < MIN_WORKING_PIXELS:
             raise WireError(f"max_working_pixels must be ≥ {MIN_WORKING_PIXELS}",
                             code=BAD_PARAMS, field="max_working_pixels")
+        feather = _field(header, "mask_feather", (int, float), None, code=BAD_PARAMS)
+        if feather is not None and not (math.isfinite(feather)
+                                        and 0 <= feather <= MAX_MASK_FEATHER):
+            raise WireError(f"mask_feather must be in 0 … {MAX_MASK_FEATHER} px",
+                            code=BAD_PARAMS, field="mask_feather")
         return cls(
             id=header["id"], token=header.get("token"), content=content, style=style,
             style_key=key, mask=mask,
@@ -387,6 +395,7 @@ class Stylize(Message):
             regions=validate_regions(header.get("regions")),
             whole_image=_field(header, "whole_image", bool, False, code=BAD_PARAMS),
             max_working_pixels=max_working,
+            mask_feather=None if feather is None else float(feather),
         )
 
 

@@ -572,3 +572,21 @@ def test_runtime_auto_falls_back_to_magenta_with_a_note(tmp_path: Path) -> None:
     assert pipe.engine.name == "magenta"
     assert any("SANet weights not installed: using the embedded engine" in n for n in notes)
     assert pipe.max_working_pixels == 1024 * 1024
+
+
+def test_request_feather_softens_only_the_segmented_mask() -> None:
+    """``mask_feather`` widens the mask's transition; an artist's mask stays as given."""
+    content = _photo(96, 128)
+
+    def transition(job: StylizeJob) -> int:
+        mask = _pipeline().run(job, JobContext()).layers["mask"]
+        return int(((mask > 10) & (mask < 245)).sum())
+
+    sharp = transition(_job(content, outputs=frozenset({"mask"})))
+    soft = transition(_job(content, outputs=frozenset({"mask"}), mask_feather=6.0))
+    assert soft > 2 * max(sharp, 1)
+    artist = np.zeros((96, 128), np.uint8)
+    artist[:, 64:] = 255
+    kept = _pipeline().run(_job(content, mask=artist, mask_feather=6.0,
+                                outputs=frozenset({"mask"})), JobContext()).layers["mask"]
+    assert np.array_equal(kept, artist)

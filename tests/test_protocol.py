@@ -142,7 +142,8 @@ def test_stylize_round_trip_with_all_fields():
                        mask=Pixels.from_array(mask), style_key=style_key(Pixels.from_array(style)),
                        outputs=("mask", "portrait"),
                        regions={"portrait": {"strength": 0.3, "preserve_color": True}},
-                       whole_image=True, max_working_pixels=70_000, token="secret")
+                       whole_image=True, max_working_pixels=70_000, mask_feather=2.5,
+                       token="secret")
     frames = encode(message)
     assert len(frames) == 4
     assert [d["name"] for d in _header(frames)["frames"]] == ["content", "style", "mask"]
@@ -154,6 +155,7 @@ def test_stylize_round_trip_with_all_fields():
     assert back.outputs == ("mask", "portrait") and back.whole_image
     assert back.regions == {"portrait": {"strength": 0.3, "preserve_color": True}}
     assert back.max_working_pixels == 70_000 and back.token == "secret"
+    assert back.mask_feather == 2.5
 
 
 def test_result_round_trip_and_defaults_of_stylize():
@@ -292,6 +294,8 @@ def test_pixel_and_byte_limits_are_too_large_before_reading():
     (_stylize(regions={"portrait": {"sharpness": 1.0}}), errors.BAD_PARAMS,
      "regions.portrait.sharpness"),
     (_stylize(max_working_pixels=100), errors.BAD_PARAMS, "max_working_pixels"),
+    (_stylize(mask_feather=-1.0), errors.BAD_PARAMS, "mask_feather"),
+    (_stylize(mask_feather=1e6), errors.BAD_PARAMS, "mask_feather"),
 ])
 def test_stylize_fields_are_validated_naming_the_field(message, code, field):
     err = _refused(encode(message), code)
