@@ -14,8 +14,9 @@ fidelity — used on the portrait pass, where content must dominate.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F  # noqa: N812
 
-from .sizing import guided_coefficients
+from .sizing import guided_coefficients, luminance
 
 __all__ = ["keep_structure", "structure_radius"]
 
@@ -34,11 +35,26 @@ def structure_radius(height: int, width: int) -> int:
 
 
 def keep_structure(stylized: torch.Tensor, photo: torch.Tensor, amount: float) -> torch.Tensor:
-    """Blend ``stylized`` [1,3,H,W] towards its photo-guided version by ``amount``."""
+    """Blend ``stylized`` [1,3,H,W] towards its photo-guided version by ``amount``.
+
+    The guide is the photo's luminance (facial features are luminance edges; an
+    RGB guide costs ~3× more for no visible gain), and the filter's smooth
+    coefficients are computed at half resolution and applied to the full-size
+    guide (the "fast guided filter", He & Sun 2015): ~5× cheaper, same edges.
+    """
     if amount <= 0:
         return stylized
-    radius = structure_radius(*photo.shape[-2:])
-    guide = photo.float()
-    a, b = guided_coefficients(guide, stylized.float(), radius, STRUCTURE_EPS)
-    guided = (a * guide.unsqueeze(1)).sum(dim=2) + b
-    return torch.lerp(stylized.float(), guided.clamp(0, 1), float(amount)).to(stylized.dtype)
+    height, width = photo.shape[-2:]
+    guide = luminance(photo.float())
+    src = stylized.float()
+    step = 2 if min(height, width) >= 64 else 1
+    radius = max(1, structure_radius(height, width) // step)
+    a, b = guided_coefficients(F.avg_pool2d(guide, step, ceil_mode=True),
+                               F.avg_pool2d(src, step, ceil_mode=True), radius, STRUCTURE_EPS)
+    if step > 1:
+        a = F.interpolate(a[:, :, 0], size=(height, width), mode="bilinear", align_corners=False)
+        b = F.interpolate(b, size=(height, width), mode="bilinear", align_corners=False)
+    else:
+        a = a[:, :, 0]
+    guided = (a * guide + b).clamp_(0, 1)
+    return torch.lerp(src, guided, float(amount)).to(stylized.dtype)
