@@ -14,7 +14,7 @@ echoes and daemon calls taken in turns so load swings hit both alike) and, as
 the last line, ``overhead_ratio=<daemon / echo>`` for the worse transport.
 Target: ≤ 1.2.
 
-    .venv/bin/python bench/wire.py [--rounds 7] [--megapixels 16]
+    .venv/bin/python bench/wire.py [--rounds 15] [--megapixels 16]
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ def daemon_peer(endpoint: str, home: Path) -> Iterator[Callable[[np.ndarray, np.
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--megapixels", type=float, default=16.0)
     parser.add_argument("--echo", metavar="ENDPOINT", help=argparse.SUPPRESS)
     args = parser.parse_args()
