@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from doubles import ConstantSegmenter
 
 from portrait_style.daemon.engines.base import Segmenter
 from portrait_style.daemon.mask import (
@@ -29,24 +30,6 @@ from portrait_style.daemon.sizing import (
 )
 
 torch.set_num_threads(2)
-
-
-class ConstantSegmenter(Segmenter):
-    """Returns a fixed native-size probability map whatever the photo (test double)."""
-
-    name = "constant"
-
-    def __init__(self, prob: torch.Tensor) -> None:
-        self.prob = prob
-        self.calls = 0
-
-    @property
-    def device(self) -> torch.device:
-        return torch.device("cpu")
-
-    def person_probability(self, image: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
-        return self.prob
 
 
 def _disk_photo(size: int = 256, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -22,6 +23,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from doubles import EllipseSegmenter
 
 from portrait_style.daemon.color import preserve_color, rgb_to_ycbcr, ycbcr_to_rgb
 from portrait_style.daemon.engines.base import RegionSettings, Segmenter, StyleEngine
@@ -76,27 +78,6 @@ class TinyEngine(StyleEngine):
         mean, std = style_state
         out = (out * std + mean).clamp(0, 1)
         return torch.cat([s.strength * out + (1 - s.strength) * x for s in regions])
-
-
-class EllipseSegmenter(Segmenter):
-    """A person-shaped ellipse at 64², whatever the photo (test double)."""
-
-    name = "ellipse"
-
-    def __init__(self, empty: bool = False) -> None:
-        yy, xx = torch.meshgrid(torch.linspace(-1, 1, 64), torch.linspace(-1, 1, 64),
-                                indexing="ij")
-        inside = ((yy - 0.2) / 0.7) ** 2 + (xx / 0.45) ** 2 < 1
-        self.prob = torch.zeros(1, 1, 64, 64) if empty else inside.float()[None, None]
-        self.calls = 0
-
-    @property
-    def device(self) -> torch.device:
-        return torch.device("cpu")
-
-    def person_probability(self, image: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
-        return self.prob
 
 
 def _photo(h: int, w: int, channels: int = 3, seed: int = 1) -> np.ndarray:
@@ -463,8 +444,11 @@ print(json.dumps({"seconds": time.perf_counter() - t,
 @pytest.mark.slow
 @pytest.mark.parametrize("sizing", ["guided", "tiles"])
 def test_16_megapixels_with_bounded_memory(sizing: str) -> None:
+    tests_dir = str(Path(__file__).parent)  # the script imports this module and its doubles
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (tests_dir, os.environ.get("PYTHONPATH")) if p)}
     proc = subprocess.run([sys.executable, "-c", _BIG_SCRIPT, __file__, sizing],
-                          capture_output=True, text=True, timeout=900)
+                          capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report["shapes"]["composite"] == [3264, 4896, 4]
