@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -31,6 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine import machine_line
 
 # as the product's entry point does, before torch loads OpenMP (see portrait_style/cli.py)
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -161,23 +161,6 @@ def through_daemon(engine: str, sizes: list[int], args: argparse.Namespace,
         daemon.terminate()
         daemon.wait(timeout=30)
 
-
-def machine_line(device: str) -> str:
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    text = (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads")
-    if device != "cpu" and torch.cuda.is_available():
-        text += f", GPU {torch.cuda.get_device_name(0)}"
-    return text
 
 
 def main() -> None:

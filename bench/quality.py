@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import platform
 import statistics
 import sys
 import time
@@ -57,6 +56,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from machine import machine_line
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -564,28 +564,6 @@ def group_by(rows: Iterable[PairResult], key: Callable[[PairResult], str]
         groups.setdefault(key(r), []).append(r)
     return groups
 
-
-def machine_line(device: str) -> str:
-    model = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = ""
-    if torch.cuda.is_available() and device.startswith("cuda"):
-        gpu = f", GPU {torch.cuda.get_device_name()}"
-    return (f"{model}, {torch.get_num_threads()} torch threads of {_cpu_count()} cores{gpu}; "
-            f"torch {torch.__version__}; Python {platform.python_version()}")
-
-
-def _cpu_count() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-        os.cpu_count() or 1)
 
 
 def report(rows: list[PairResult], settings: list[Setting], skipped: dict[str, str],

@@ -36,3 +36,15 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"{SHARED_DATA} is absent (../shared/data not beside the repo)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def selfie():
+    """The real MediaPipe selfie segmenter on the CPU (weights via the registry)."""
+    from portrait_style.daemon.engines.segmenters import SelfieSegmenter
+    from portrait_style.weights.fetch import WeightsUnavailable
+
+    try:
+        return SelfieSegmenter.load("cpu")
+    except WeightsUnavailable as exc:
+        pytest.skip(f"selfie segmentation weights unavailable: {exc}")

@@ -176,15 +176,6 @@ def test_resample_window_matches_interpolate() -> None:
 # ----------------------------------------------------------------------------- real model
 
 
-@pytest.fixture(scope="module")
-def selfie() -> Segmenter:
-    from portrait_style.daemon.engines.segmenters import SelfieSegmenter
-    from portrait_style.weights.fetch import WeightsUnavailable
-
-    try:
-        return SelfieSegmenter.load("cpu")
-    except WeightsUnavailable as exc:
-        pytest.skip(f"selfie segmentation weights unavailable: {exc}")
 
 
 def test_selfie_on_the_astronaut(selfie: Segmenter) -> None:

@@ -459,15 +459,6 @@ def test_16_megapixels_with_bounded_memory(sizing: str) -> None:
 # ----------------------------------------------------------------------------- real models
 
 
-@pytest.fixture(scope="module")
-def selfie() -> Segmenter:
-    from portrait_style.daemon.engines.segmenters import SelfieSegmenter
-    from portrait_style.weights.fetch import WeightsUnavailable
-
-    try:
-        return SelfieSegmenter.load("cpu")
-    except WeightsUnavailable as exc:
-        pytest.skip(f"selfie segmentation weights unavailable: {exc}")
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,8 @@ BENCH = Path(__file__).resolve().parents[1] / "bench" / "quality.py"
 
 
 def _load_quality():
+    if str(BENCH.parent) not in sys.path:  # as when run as a script: its helpers beside it
+        sys.path.append(str(BENCH.parent))
     spec = importlib.util.spec_from_file_location("bench_quality", BENCH)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
