@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 from .constants import (
@@ -275,12 +275,9 @@ class HelloReply(Message):
     auth_ok: bool = True
     pipeline: dict[str, Any] = field(default_factory=dict)
 
-    _FIELDS: ClassVar[tuple[str, ...]] = (
-        "protocol", "daemon_version", "engines", "segmenter", "device", "limits",
-        "heartbeat_s", "auth_required", "auth_ok", "pipeline")
-
     def header_fields(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self._FIELDS}
+        base = {f.name for f in fields(Message)}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in base}
 
     def as_dict(self) -> dict[str, Any]:
         return self.header_fields()

@@ -24,11 +24,6 @@ from daemon_harness import Daemon, isolated_env, run_cli, start_daemon, stop_dae
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-HAVE_SERVER = (REPO / "daemon" / "server_cli.py").exists()
-HAVE_CLIENT = (REPO / "protocol" / "client.py").exists()
-needs_daemon = pytest.mark.skipif(
-    not (HAVE_SERVER and HAVE_CLIENT),
-    reason="daemon/server_cli.py or protocol/client.py not written yet")
 
 W, H = 72, 56
 
@@ -107,8 +102,6 @@ def _serve(home: Path, *extra: str, env: dict[str, str] | None = None) -> Daemon
 @pytest.fixture(scope="module")
 def noop_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """A real ``portrait-style serve --engine noop`` on a free loopback port (shared)."""
-    if not (HAVE_SERVER and HAVE_CLIENT):
-        pytest.skip("daemon/server_cli.py or protocol/client.py not written yet")
     home = tmp_path_factory.mktemp("daemon-home")
     daemon = _serve(home)
     try:
@@ -164,7 +157,6 @@ def test_refuses_to_overwrite_the_content(tmp_path: Path, images: dict[str, Path
     assert _sha(content) == before
 
 
-@needs_daemon
 def test_unreachable_connect_endpoint_exits_4(tmp_path: Path, images: dict[str, Path]) -> None:
     endpoint = f"tcp://127.0.0.1:{_free_port()}"  # nothing listens there
     t0 = time.monotonic()
@@ -182,7 +174,6 @@ def test_unreachable_connect_endpoint_exits_4(tmp_path: Path, images: dict[str, 
 # --- against a running noop daemon -----------------------------------------------------
 
 
-@needs_daemon
 @pytest.mark.slow
 def test_stylize_writes_every_file(tmp_path: Path, images: dict[str, Path],
                                    noop_daemon: tuple[str, Path]) -> None:
@@ -219,7 +210,6 @@ def test_stylize_writes_every_file(tmp_path: Path, images: dict[str, Path],
                        "layers.ora"}
 
 
-@needs_daemon
 @pytest.mark.slow
 def test_user_mask_reaches_the_outputs(tmp_path: Path, images: dict[str, Path],
                                        noop_daemon: tuple[str, Path]) -> None:
@@ -233,7 +223,6 @@ def test_user_mask_reaches_the_outputs(tmp_path: Path, images: dict[str, Path],
     assert "no person" not in res.stderr
 
 
-@needs_daemon
 @pytest.mark.slow
 def test_outputs_subset_writes_only_those(tmp_path: Path, images: dict[str, Path],
                                           noop_daemon: tuple[str, Path]) -> None:
@@ -245,7 +234,6 @@ def test_outputs_subset_writes_only_those(tmp_path: Path, images: dict[str, Path
     assert sorted(p.name for p in out.iterdir()) == ["background.png", "mask.png"]
 
 
-@needs_daemon
 @pytest.mark.slow
 def test_daemon_error_exits_5(tmp_path: Path, images: dict[str, Path]) -> None:
     """A daemon that requires a token refuses us: one line naming the cause, exit 5."""
@@ -266,7 +254,6 @@ def test_daemon_error_exits_5(tmp_path: Path, images: dict[str, Path]) -> None:
         stop_daemon(daemon)
 
 
-@needs_daemon
 @pytest.mark.slow
 def test_ctrl_c_cancels_the_job_on_the_daemon(tmp_path: Path, images: dict[str, Path]) -> None:
     home = tmp_path / "home"
@@ -331,7 +318,6 @@ def _ready_pid(home: Path) -> int | None:
     return None
 
 
-@needs_daemon
 @pytest.mark.slow
 def test_autostart_starts_once_and_leaves_the_daemon_running(
         tmp_path: Path, images: dict[str, Path]) -> None:
@@ -359,7 +345,6 @@ def test_autostart_starts_once_and_leaves_the_daemon_running(
             assert _wait_gone(pid, 1.0)
 
 
-@needs_daemon
 @pytest.mark.slow
 def test_autostart_failure_shows_the_daemon_log(tmp_path: Path,
                                                 images: dict[str, Path]) -> None:
@@ -383,7 +368,6 @@ def test_autostart_failure_shows_the_daemon_log(tmp_path: Path,
 # --- launcher helpers ------------------------------------------------------------------
 
 
-@needs_daemon
 def test_launcher_paths_follow_portrait_style_home(tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     from portrait_style.plugin import launcher

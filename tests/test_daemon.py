@@ -8,7 +8,6 @@ The real-pipeline round trip at the end skips until ``daemon/runtime.py`` lands.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import signal
 import subprocess
@@ -446,18 +445,6 @@ def test_failing_jobs_get_error_codes_and_heartbeats_keep_slow_jobs_alive():
 # -------------------------------------------------------------- the real pipeline
 
 
-def _missing(*modules: str) -> list[str]:
-    return [name for name in modules if importlib.util.find_spec(name) is None]
-
-
-#: the loader and the default (embedded) engine a plain ``serve`` needs
-REAL_PIPELINE = ("portrait_style.daemon.runtime", "portrait_style.daemon.engines.magenta",
-                 "portrait_style.daemon.engines.segmenters")
-
-
-@pytest.mark.skipif(bool(_missing(*REAL_PIPELINE)),
-                    reason=f"the real pipeline is not complete yet: missing "
-                           f"{', '.join(_missing(*REAL_PIPELINE))}")
 def test_real_pipeline_round_trip_on_a_portrait(tmp_path):
     from PIL import Image
 

@@ -539,8 +539,6 @@ def test_runtime_refuses_sanet_without_weights_naming_the_files(tmp_path: Path) 
 
 @pytest.mark.slow
 def test_runtime_auto_falls_back_to_magenta_with_a_note(tmp_path: Path) -> None:
-    pytest.importorskip("portrait_style.daemon.engines.magenta",
-                        reason="Magenta engine module not available yet")
     from portrait_style.daemon.runtime import load_pipeline
 
     pipe, notes = load_pipeline(engine="auto", device="cpu", sanet_weights_dir=tmp_path)
