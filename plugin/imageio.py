@@ -10,16 +10,29 @@ failure becomes one ``ImageReadError`` whose message names the file.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import struct
 import tempfile
+import zlib
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["ImageReadError", "ImageWriteError", "load_image", "load_mask", "encode_png",
-           "write_atomic", "save_png"]
+__all__ = ["ImageReadError", "ImageWriteError", "PendingFile", "load_image", "load_mask",
+           "encode_png", "write_png", "write_atomic", "save_png", "FAST_PNG_LEVEL"]
+
+#: zlib level for the layers we write: level 1 deflates a stylized 24 MP layer about
+#: 3x faster than Pillow's default 6 for files ~10 % larger (the editor re-saves anyway)
+FAST_PNG_LEVEL = 1
+#: bytes of filtered rows handed to zlib at a time: bounds the writer's extra memory
+_PNG_BAND_BYTES = 4 << 20
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_COLOUR_TYPE = {1: 0, 3: 2, 4: 6}  # channels → PNG colour type (grey, RGB, RGBA)
 
 
 class ImageReadError(Exception):
@@ -131,13 +144,60 @@ def _pil_mode(arr: np.ndarray) -> str:
     raise ValueError(f"PNG pixels must be H×W, H×W×3 or H×W×4, got shape {arr.shape}")
 
 
-def encode_png(arr: np.ndarray, *, compress_level: int = 6) -> bytes:
-    """Encode H×W (L), H×W×3 (RGB) or H×W×4 (RGBA) uint8 pixels as PNG bytes."""
+def _png_chunk(fh: BinaryIO, kind: bytes, data: bytes | memoryview) -> None:
+    fh.write(struct.pack(">I", len(data)) + kind)
+    fh.write(data)
+    fh.write(struct.pack(">I", zlib.crc32(data, zlib.crc32(kind))))
+
+
+def write_png(fh: BinaryIO, arr: np.ndarray, *, level: int = FAST_PNG_LEVEL,
+              dpi: float | None = None) -> None:
+    """Stream H×W (L), H×W×3 (RGB) or H×W×4 (RGBA) uint8 pixels to ``fh`` as a PNG.
+
+    Why not Pillow: Pillow needs the whole image as one object and picks a filter
+    per row by trying all five, which is most of its time at low zlib levels. Here
+    every row uses the "Up" filter (one vectorised subtraction, close to the best
+    filter on photographic and painted content), rows go to zlib in bands of a few
+    MB (bounded memory for any size; zlib releases the GIL, so several files
+    encode in parallel on threads), and each band's output becomes IDAT chunks.
+    ``dpi`` adds a pHYs chunk.
+    """
     mode = _pil_mode(arr)
-    img = Image.fromarray(np.ascontiguousarray(arr.reshape(arr.shape[:2]) if mode == "L"
-                                               else arr), mode)
+    height, width = arr.shape[:2]
+    channels = 1 if mode == "L" else arr.shape[2]
+    if height == 0 or width == 0:
+        raise ValueError(f"PNG pixels must be non-empty, got shape {arr.shape}")
+    rows = arr.reshape(height, width * channels)
+    fh.write(_PNG_SIGNATURE)
+    _png_chunk(fh, b"IHDR", struct.pack(">IIBBBBB", width, height, 8,
+                                        _PNG_COLOUR_TYPE[channels], 0, 0, 0))
+    if dpi:
+        per_metre = max(1, round(dpi / 0.0254))
+        _png_chunk(fh, b"pHYs", struct.pack(">IIB", per_metre, per_metre, 1))
+    deflate = zlib.compressobj(level)
+    band = max(1, _PNG_BAND_BYTES // (width * channels + 1))
+    filtered = np.empty((min(band, height), width * channels + 1), np.uint8)
+    filtered[:, 0] = 2  # filter type "Up": each byte minus the byte above it (mod 256)
+    for y0 in range(0, height, band):
+        y1 = min(height, y0 + band)
+        out = filtered[:y1 - y0]
+        if y0 == 0:  # the row above the first is zeros
+            out[0, 1:] = rows[0]
+            np.subtract(rows[1:y1], rows[:y1 - 1], out=out[1:, 1:])
+        else:
+            np.subtract(rows[y0:y1], rows[y0 - 1:y1 - 1], out=out[:, 1:])
+        data = deflate.compress(out)
+        if data:
+            _png_chunk(fh, b"IDAT", data)
+    _png_chunk(fh, b"IDAT", deflate.flush())
+    _png_chunk(fh, b"IEND", b"")
+
+
+def encode_png(arr: np.ndarray, *, compress_level: int = FAST_PNG_LEVEL,
+               dpi: float | None = None) -> bytes:
+    """Encode H×W (L), H×W×3 (RGB) or H×W×4 (RGBA) uint8 pixels as PNG bytes."""
     buf = io.BytesIO()
-    img.save(buf, format="PNG", compress_level=compress_level)
+    write_png(buf, arr, level=compress_level, dpi=dpi)
     return buf.getvalue()
 
 
@@ -147,30 +207,80 @@ def _umask() -> int:
     return mask
 
 
-def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file and a rename.
+def _write_error(path: Path, exc: OSError) -> ImageWriteError:
+    reason = exc.strerror or str(exc)
+    return ImageWriteError(f"cannot write {str(path)!r}: {reason}")
 
-    A crash or Ctrl-C mid-write then never leaves a half-written file under the
-    final name (a user reopening a truncated layers.ora would lose work).
+
+class PendingFile:
+    """An output written under a hidden temporary name beside ``path``.
+
+    Why: a crash, Ctrl-C or full disk mid-write must never leave a half-written
+    file under the final name (a user reopening a truncated layers.ora would lose
+    work), and a set of outputs should appear all together or not at all: write
+    every ``PendingFile``, then ``commit`` them (renames do not need disk space),
+    or ``discard`` them all on the first error. OSErrors become
+    ``ImageWriteError`` naming the final file.
     """
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
         try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise ImageWriteError(f"cannot write {str(path)!r}: {reason}") from exc
-    return path
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp",
+                                       dir=self.path.parent)
+        except OSError as exc:
+            raise _write_error(self.path, exc) from exc
+        self.tmp = Path(tmp)
+        self._fh: BinaryIO | None = os.fdopen(fd, "wb")
+
+    def write_with(self, writer: Callable[[BinaryIO], object]) -> PendingFile:
+        """Run ``writer(file)`` on the temporary file and close it (flushed)."""
+        assert self._fh is not None, "already written"
+        fh, self._fh = self._fh, None
+        try:
+            with fh:
+                writer(fh)
+        except OSError as exc:
+            raise _write_error(self.path, exc) from exc
+        return self
+
+    def commit(self) -> Path:
+        """Give the file the usual mode and rename it to its final name."""
+        try:
+            os.chmod(self.tmp, 0o666 & ~_umask())  # mkstemp makes 0600
+            os.replace(self.tmp, self.path)
+        except OSError as exc:
+            self.discard()
+            raise _write_error(self.path, exc) from exc
+        return self.path
+
+    def discard(self) -> None:
+        """Remove the temporary file (idempotent; never raises)."""
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        with contextlib.suppress(OSError):
+            self.tmp.unlink(missing_ok=True)
 
 
-def save_png(path: str | os.PathLike[str], arr: np.ndarray) -> Path:
-    """Save uint8 pixels as a PNG (mode from the shape: L, RGB or RGBA)."""
-    return write_atomic(path, encode_png(arr))
+def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    pending = PendingFile(path)
+    try:
+        return pending.write_with(lambda fh: fh.write(data)).commit()
+    except BaseException:
+        pending.discard()
+        raise
+
+
+def save_png(path: str | os.PathLike[str], arr: np.ndarray, *,
+             dpi: float | None = None) -> Path:
+    """Save uint8 pixels as a PNG (mode from the shape: L, RGB or RGBA), atomically."""
+    _pil_mode(arr)  # reject bad pixels before creating any file
+    pending = PendingFile(path)
+    try:
+        return pending.write_with(lambda fh: write_png(fh, arr, dpi=dpi)).commit()
+    except BaseException:
+        pending.discard()
+        raise

@@ -20,17 +20,20 @@ import math
 import os
 import xml.etree.ElementTree as ET
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image
 
 from .core import LayerPlan, SourceLayer
-from .imageio import encode_png, write_atomic
+from .imageio import FAST_PNG_LEVEL, encode_png, write_atomic
 
 __all__ = ["ORA_MIMETYPE", "OraError", "OraLayer", "OraStack", "OraDocument", "write_ora",
-           "ora_from_plan", "write_plan_ora", "read_ora", "flatten"]
+           "ora_from_plan", "write_plan_ora", "read_ora", "flatten", "stack_xml",
+           "write_container", "assign_sources"]
 
 ORA_MIMETYPE = "image/openraster"
 #: the spec version whose rules we follow (mergedimage.png is mandatory since 0.0.5)
@@ -44,10 +47,14 @@ class OraError(Exception):
 
 @dataclass
 class OraLayer:
-    """One raster layer. ``pixels`` is H×W×4 RGBA uint8 (L and RGB are widened)."""
+    """One raster layer. ``pixels`` is H×W×4 RGBA uint8 (L and RGB are widened).
+
+    ``pixels`` is None only for a layer whose PNG member a streaming writer
+    (``plugin/outputs.py``) encodes itself; the reader always fills it.
+    """
 
     name: str
-    pixels: np.ndarray
+    pixels: np.ndarray | None
     x: int = 0
     y: int = 0
     opacity: float = 1.0
@@ -170,8 +177,17 @@ def _fmt(value: float) -> str:
     return f"{value:.3f}".rstrip("0").rstrip(".") if value % 1 else f"{value:.1f}"
 
 
-def _xml(nodes: list[OraLayer | OraStack], width: int, height: int) -> bytes:
-    image = ET.Element("image", {"version": ORA_VERSION, "w": str(width), "h": str(height)})
+def stack_xml(nodes: list[OraLayer | OraStack], width: int, height: int,
+              dpi: float | None = None) -> bytes:
+    """``stack.xml`` for ``nodes`` (top first) on a ``width``×``height`` canvas.
+
+    ``dpi`` becomes the image's ``xres``/``yres`` (pixels per inch, as the spec
+    has them), so the editors open the file at the photo's print size.
+    """
+    attrs = {"version": ORA_VERSION, "w": str(width), "h": str(height)}
+    if dpi:
+        attrs["xres"] = attrs["yres"] = str(round(dpi))
+    image = ET.Element("image", attrs)
     root = ET.SubElement(image, "stack")
 
     def add(parent: ET.Element, node: OraLayer | OraStack) -> None:
@@ -192,7 +208,7 @@ def _xml(nodes: list[OraLayer | OraStack], width: int, height: int) -> bytes:
     return ET.tostring(image, encoding="utf-8", xml_declaration=True)
 
 
-def _assign_sources(nodes: list[OraLayer | OraStack]) -> list[OraLayer]:
+def assign_sources(nodes: list[OraLayer | OraStack]) -> list[OraLayer]:
     """Give every layer a unique ``data/NNN-name.png`` member path; return them all."""
     layers: list[OraLayer] = []
 
@@ -211,30 +227,45 @@ def _assign_sources(nodes: list[OraLayer | OraStack]) -> list[OraLayer]:
 
 
 def _png(arr: np.ndarray) -> bytes:
-    # layers are PNGs already deflated: a fast level keeps big layers quick to write
-    return encode_png(arr, compress_level=3)
+    # members are stored, not deflated again: the PNG's own fast level is all there is
+    return encode_png(arr, compress_level=FAST_PNG_LEVEL)
+
+
+def write_container(fh: BinaryIO, xml: bytes,
+                    members: Iterable[tuple[str, bytes | Path]]) -> None:
+    """Write the ORA zip to ``fh``: ``mimetype`` first and stored, ``stack.xml``, members.
+
+    Each member is PNG bytes or the path of a PNG file already written, which is
+    streamed into the zip (stored: PNGs are deflated already), so a writer never
+    has to hold a big layer's encoding in memory nor encode it twice.
+    """
+    with zipfile.ZipFile(fh, "w", allowZip64=True) as zf:
+        # the spec: first member, named "mimetype", stored (not compressed), so
+        # tools can identify the file from a fixed offset
+        zf.writestr(zipfile.ZipInfo("mimetype"), ORA_MIMETYPE.encode("ascii"),
+                    compress_type=zipfile.ZIP_STORED)
+        zf.writestr("stack.xml", xml, compress_type=zipfile.ZIP_DEFLATED)
+        for name, source in members:
+            if isinstance(source, Path):
+                zf.write(source, name, compress_type=zipfile.ZIP_STORED)
+            else:
+                zf.writestr(name, source, compress_type=zipfile.ZIP_STORED)
 
 
 def ora_bytes(nodes: list[OraLayer | OraStack], width: int, height: int) -> bytes:
     """Build a complete ORA file in memory (see ``write_ora``)."""
     if width <= 0 or height <= 0:
         raise OraError(f"canvas must be non-empty, got {width}×{height}")
-    layers = _assign_sources(nodes)
+    layers = assign_sources(nodes)
     merged = flatten(nodes, width, height)
     thumb = Image.fromarray(merged, "RGBA")
     thumb.thumbnail((THUMBNAIL_MAX, THUMBNAIL_MAX), Image.Resampling.LANCZOS)
+    members: list[tuple[str, bytes | Path]] = [
+        (layer.src, _png(_rgba(layer.pixels))) for layer in layers if layer.pixels is not None]
+    members += [("Thumbnails/thumbnail.png", _png(np.asarray(thumb))),
+                ("mergedimage.png", _png(merged))]
     buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        # the spec: first member, named "mimetype", stored (not compressed), so
-        # tools can identify the file from a fixed offset
-        zf.writestr(zipfile.ZipInfo("mimetype"), ORA_MIMETYPE.encode("ascii"),
-                    compress_type=zipfile.ZIP_STORED)
-        zf.writestr("stack.xml", _xml(nodes, width, height), compress_type=zipfile.ZIP_DEFLATED)
-        for layer in layers:
-            zf.writestr(layer.src, _png(_rgba(layer.pixels)), compress_type=zipfile.ZIP_STORED)
-        zf.writestr("Thumbnails/thumbnail.png", _png(np.asarray(thumb)),
-                    compress_type=zipfile.ZIP_STORED)
-        zf.writestr("mergedimage.png", _png(merged), compress_type=zipfile.ZIP_STORED)
+    write_container(buf, stack_xml(nodes, width, height), members)
     return buf.getvalue()
 
 
