@@ -12,8 +12,10 @@ Work split:
 * ``encode_content``: keep the photo, and also the photo's *own* bottleneck
   (the predictor run on the photo): strength is a mix of the two bottlenecks, the
   interpolation Magenta's authors use (``a·b_style + (1−a)·b_content``).
-* ``stylize``: one bottleneck per region, all regions as one batch through the
-  transformer; the output has the content's size (the network pads internally).
+* ``stylize``: one bottleneck per region; the transformer's style-free
+  contracting convs run once, then its style-conditioned half per region (one
+  batch on a GPU, one region at a time on the CPU, where that is faster); the
+  output has the content's size (the network pads internally).
 
 Why a square centre crop for the predictor: the network was trained on 256²
 style crops and its graph is fixed at 256²; squashing a 2:1 painting to a square
@@ -162,7 +164,15 @@ class MagentaEngine(StyleEngine):
         strength = torch.tensor([r.strength for r in regions], device=self._device,
                                 dtype=torch.float32)[:, None]
         bottlenecks = strength * b_style + (1.0 - strength) * b_content
-        image = content_state.image
-        batch = image.expand(len(regions), -1, -1, -1)
-        out = self.transformer(batch, bottlenecks)
-        return out.to(torch.float32).contiguous()
+        # the contracting convs take no style: computed once for every region
+        features, size = self.transformer.contract_features(content_state.image)
+        if self._device.type != "cpu":
+            # a GPU is fastest on one batch for all regions
+            out = self.transformer.stylize_features(features, bottlenecks, size)
+            return out.to(torch.float32).contiguous()
+        # on the CPU one region at a time is faster than a batch (measured 2 × 530 ms vs
+        # 1340 ms at 1024²: each region's activations stay in cache) and needs half the memory
+        out = torch.empty((len(regions), 3, *size), dtype=torch.float32, device=self._device)
+        for i in range(len(regions)):
+            out[i:i + 1] = self.transformer.stylize_features(features, bottlenecks[i:i + 1], size)
+        return out

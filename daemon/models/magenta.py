@@ -307,9 +307,15 @@ class StyleTransformer(nn.Module):
         parts = flat.split(sizes, dim=1)
         return [(parts[2 * i], parts[2 * i + 1]) for i in range(len(self._norms))]
 
-    def forward(self, content: torch.Tensor, bottleneck: torch.Tensor) -> torch.Tensor:
-        """Stylize; ``bottleneck`` is [N,100] (or [1,100], broadcast over the batch)."""
-        batch, _, height, width = content.shape
+    def contract_features(self, content: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """The style-free first half: pad to a multiple of 4, then the three contracting convs.
+
+        Returns the [N,32,H'/4,W'/4] features and the content's (H, W) for
+        ``stylize_features``. Why split: these convs take no style parameters, so
+        when several regions stylize the same photo they are computed once (a
+        quarter of a pass) and shared.
+        """
+        height, width = content.shape[-2:]
         # round up to a multiple of 4, and to at least 8 so that every reflect pad
         # (4 px at full size, 1 px at quarter size) stays inside the image
         pad_h = max(-(-height // SIZE_MULTIPLE) * SIZE_MULTIPLE, 2 * SIZE_MULTIPLE) - height
@@ -319,12 +325,24 @@ class StyleTransformer(nn.Module):
         if pad_h or pad_w:
             mode = "reflect" if pad_h < height and pad_w < width else "replicate"
             x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+        for conv in self.contract:
+            x = torch.relu_(conv(x))
+        return x, (height, width)
+
+    def stylize_features(self, features: torch.Tensor, bottleneck: torch.Tensor,
+                         size: tuple[int, int]) -> torch.Tensor:
+        """The style-conditioned second half, on ``contract_features``' output.
+
+        ``bottleneck`` is [N,100]; features with batch 1 are shared by all N
+        (expanded, not copied). ``features`` is never modified.
+        """
+        batch = max(features.shape[0], bottleneck.shape[0])
+        if features.shape[0] != batch:
+            features = features.expand(batch, -1, -1, -1)
         if bottleneck.shape[0] != batch:
             bottleneck = bottleneck.expand(batch, -1)
         params = iter(self.style_parameters(bottleneck))
-
-        for conv in self.contract:
-            x = torch.relu_(conv(x))
+        x = features
         for block in self.residual:
             y = torch.relu_(block.conv1(x, *next(params)))
             x = x + block.conv2(y, *next(params))
@@ -332,7 +350,14 @@ class StyleTransformer(nn.Module):
         x = torch.relu_(up1(x, *next(params)))
         x = torch.relu_(up2(x, *next(params)))
         x = torch.sigmoid_(out(x, *next(params)))
-
-        if pad_h or pad_w:
+        height, width = size
+        if tuple(x.shape[-2:]) != (height, width):
             x = x[..., :height, :width]
         return x
+
+    def forward(self, content: torch.Tensor, bottleneck: torch.Tensor) -> torch.Tensor:
+        """Stylize; ``bottleneck`` is [N,100] (or [1,100], broadcast over the batch)."""
+        features, size = self.contract_features(content)
+        if bottleneck.shape[0] != content.shape[0]:
+            bottleneck = bottleneck.expand(content.shape[0], -1)
+        return self.stylize_features(features, bottleneck, size)

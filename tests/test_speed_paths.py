@@ -1,0 +1,135 @@
+"""Each speed-up of the pipeline computes what the plain path computes.
+
+The plain paths are spelled out here as oracles (brute-force window means, the
+transformer's batched forward over the repeated photo), and the fast ones must
+match them: to float rounding for the filters and the network, and within
+1/255 mean on the finished uint8 layers of a real job.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F  # noqa: N812
+
+from portrait_style.daemon import sizing
+from portrait_style.daemon.engines.base import RegionSettings
+from portrait_style.daemon.engines.magenta import MagentaEngine
+from portrait_style.daemon.jobspec import JobContext, StylizeJob
+from portrait_style.daemon.models.magenta import StylePredictor, StyleTransformer
+from portrait_style.daemon.pipeline import PortraitPipeline
+from portrait_style.daemon.regions import resolve_regions
+
+REGIONS = [RegionSettings(strength=1.0), RegionSettings(strength=0.3, structure=0.75)]
+
+
+def _window_means(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """Mean of every clipped (2r+1)² window, by brute force in float64."""
+    h, w = x.shape[-2:]
+    out = torch.empty(x.shape, dtype=torch.float64)
+    x64 = x.double()
+    for i in range(h):
+        for j in range(w):
+            win = x64[..., max(0, i - radius):i + radius + 1, max(0, j - radius):j + radius + 1]
+            out[..., i, j] = win.mean(dim=(-2, -1))
+    return out
+
+
+@pytest.mark.parametrize("shape, radius", [((1, 2, 9, 13), 3), ((1, 1, 4, 30), 7),
+                                           ((1, 3, 17, 5), 40), ((1, 1, 1, 6), 2)])
+def test_box_filter_is_the_window_mean(shape: tuple[int, ...], radius: int) -> None:
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(0))
+    got = sizing.box_filter(x, radius)
+    assert torch.allclose(got.double(), _window_means(x, radius), atol=1e-6)
+
+
+def test_resample_window_at_the_same_size_is_the_window() -> None:
+    low = torch.rand(2, 4, 12, 19)
+    full = F.interpolate(low, size=(12, 19), mode="bilinear", align_corners=False)
+    assert torch.equal(sizing.resample_window(low, (12, 19), 3, 9, 2, 15), full[..., 3:9, 2:15])
+    assert torch.equal(sizing.resample_window(low, (12, 19), 0, 12), full)
+
+
+def _random_transformer(seed: int = 0) -> StyleTransformer:
+    torch.manual_seed(seed)
+    return StyleTransformer().eval().to(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("size", [(40, 56), (37, 61)])  # a multiple of 4, and one padded
+def test_shared_contracting_convs_match_the_batched_forward(size: tuple[int, int]) -> None:
+    model = _random_transformer()
+    content = torch.rand(1, 3, *size)
+    bottlenecks = torch.randn(2, 100)
+    with torch.inference_mode():
+        plain = model(content.expand(2, -1, -1, -1), bottlenecks)
+        features, hw = model.contract_features(content)
+        per_region = torch.cat([model.stylize_features(features, bottlenecks[i:i + 1], hw)
+                                for i in range(2)])
+        batched = model.stylize_features(features, bottlenecks, hw)
+    assert per_region.shape == plain.shape == (2, 3, *size)
+    assert torch.allclose(per_region, plain, atol=1e-5)
+    assert torch.allclose(batched, plain, atol=1e-5)
+
+
+class _BatchedMagenta(MagentaEngine):
+    """The engine as it was: every region in one batch through the whole transformer."""
+
+    def stylize(self, content_state: Any, style_state: Any,
+                regions: Any) -> torch.Tensor:
+        strength = torch.tensor([r.strength for r in regions])[:, None]
+        bottlenecks = strength * style_state.bottleneck + (1 - strength) * content_state.bottleneck
+        batch = content_state.image.expand(len(regions), -1, -1, -1)
+        return self.transformer(batch, bottlenecks).float().contiguous()
+
+
+def _engines(real: bool) -> tuple[MagentaEngine, MagentaEngine]:
+    if real:
+        from portrait_style.weights.fetch import WeightsUnavailable
+
+        try:
+            fast = MagentaEngine.load("cpu")
+        except WeightsUnavailable as exc:
+            pytest.skip(f"Magenta weights unavailable: {exc}")
+        plain = _BatchedMagenta(fast.predictor, fast.transformer, torch.device("cpu"), False)
+        return fast, plain
+    torch.manual_seed(0)
+    predictor, transformer = StylePredictor(), StyleTransformer()
+    return (MagentaEngine(predictor, transformer, torch.device("cpu"), False),
+            _BatchedMagenta(predictor, transformer, torch.device("cpu"), False))
+
+
+def test_engine_stylize_matches_the_batched_engine() -> None:
+    fast, plain = _engines(real=False)
+    content = torch.rand(1, 3, 48, 64)
+    style = fast.encode_style(torch.rand(1, 3, 80, 80))
+    state = fast.encode_content(content)
+    assert torch.allclose(fast.stylize(state, style, REGIONS), plain.stylize(state, style, REGIONS),
+                          atol=1e-5)
+
+
+def _astronaut(size: int) -> tuple[np.ndarray, np.ndarray]:
+    from PIL import Image
+    from skimage import data
+
+    content = np.asarray(Image.fromarray(data.astronaut()).resize((size, size)))
+    style = np.asarray(Image.fromarray(data.coffee()).resize((300, 200)))
+    return np.ascontiguousarray(content), np.ascontiguousarray(style)
+
+
+@pytest.mark.slow
+def test_a_real_job_matches_the_old_path_within_one_grey_level(selfie: Any) -> None:
+    """Real weights and segmenter, the default presets: every layer within 1/255 mean."""
+    fast, plain = _engines(real=True)
+    content, style = _astronaut(384)
+    job = StylizeJob(content=content, style=style, style_key="coffee",
+                     regions=resolve_regions("magenta", {}))
+    results = [PortraitPipeline(engine, selfie, max_working_pixels=1 << 20).run(job, JobContext())
+               for engine in (fast, plain)]
+    for name, new in results[0].layers.items():
+        old = results[1].layers[name]
+        diff = np.abs(new.astype(np.int16) - old.astype(np.int16))
+        assert diff.mean() <= 1.0, (name, diff.mean())
+        assert diff.max() <= 2, (name, diff.max())
