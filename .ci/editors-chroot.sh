@@ -139,7 +139,7 @@ pack_root() {
 unpack_root() {
     local tarball=$1 dir=$2 t0=$SECONDS
     mkdir -p "$dir"
-    tar -C "$dir" --numeric-owner -I 'zstd -T0 -q' -xpf "$tarball"
+    tar -C "$dir" --numeric-owner -I 'zstd -T0 -q' -xpf "$tarball" || return 1
     log "restored from $tarball in $((SECONDS - t0)) s"
 }
 
@@ -170,9 +170,12 @@ prepare_chroot() {
         [[ -e $stale ]] && { log "removing leftover $stale"; safe_remove "$stale"; }
     done
     scratch=$BASE/trixie.build.$$
-    if [[ -f $tarball ]]; then
-        unpack_root "$tarball" "$scratch"
-    else
+    if [[ -f $tarball ]] && ! unpack_root "$tarball" "$scratch"; then
+        log "cached $tarball is unusable; rebuilding"
+        rm -f "$tarball"
+        safe_remove "$scratch"
+    fi
+    if [[ ! -e $scratch ]]; then
         build_root "$scratch"
         pack_root "$scratch" "$tarball"
     fi
