@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..protocol.constants import LAYER_NAMES, REGION_NAMES
+from ..protocol.request import JobParams
 
 __all__ = ["LAYER_NAMES", "REGION_NAMES", "JobCancelled", "JobContext", "StylizeJob",
            "StylizeResult", "ProgressFn", "RegionSettings"]
@@ -35,7 +36,12 @@ class RegionSettings:
         (luminance-only transfer), applied by the pipeline, not the engine.
     structure: keep the photo's edges, 0 = off .. 1 = the stylization's colours
         and tones only on the photo's edges (guided filter, daemon/structure.py),
-        applied by the pipeline; what keeps faces recognisable in the portrait.
+        applied by the pipeline.
+    likeness: how much of the face's own detail is kept, 0 = none .. 1 = all of
+        it at the scale of the facial features, over a full-strength stylization
+        (daemon/portrait_pass.py); what keeps faces recognisable in the portrait.
+    stroke_size: scale of the painting's texture relative to the photo (1 = the
+        network's own; 2 = strokes twice as large), daemon/strokes.py.
     """
 
     strength: float = 1.0
@@ -43,6 +49,8 @@ class RegionSettings:
     w_high: float = 1.0
     preserve_color: bool = False
     structure: float = 0.0
+    likeness: float = 0.0
+    stroke_size: float = 1.0
 
 
 
@@ -79,6 +87,20 @@ class StylizeJob:
     whole_image: bool = False
     max_working_pixels: int | None = None
     mask_feather: float | None = None
+
+    @classmethod
+    def from_request(cls, *, content: np.ndarray, style: np.ndarray, style_key: str,
+                     params: JobParams, regions: dict[str, RegionSettings],
+                     mask: np.ndarray | None) -> StylizeJob:
+        """The job for a checked request: ``params`` (protocol.request) owns the fields.
+
+        ``regions`` are the request's knobs already resolved over the engine's
+        presets (the server does that); everything else is taken as sent.
+        """
+        return cls(content=content, style=style, style_key=style_key, regions=regions,
+                   outputs=frozenset(params.outputs), mask=mask, whole_image=params.whole_image,
+                   max_working_pixels=params.max_working_pixels,
+                   mask_feather=params.mask_feather)
 
 
 @dataclass

@@ -14,11 +14,14 @@ copy.
 
 from __future__ import annotations
 
+import errno
 import hmac
 import ipaddress
 import itertools
 import logging
+import os
 import queue
+import socket
 import threading
 import time
 from collections import OrderedDict, deque
@@ -31,8 +34,10 @@ import numpy as np
 import zmq
 
 from .. import __version__
+from ..paths import installation
 from ..protocol import errors
-from ..protocol.constants import DEFAULT_ENDPOINT, PROTOCOL_VERSION, REGION_NAMES
+from ..protocol.constants import PROTOCOL_VERSION, REGION_NAMES
+from ..protocol.endpoints import default_endpoint, ipc_path
 from ..protocol.errors import ProtocolError, WireError
 from ..protocol.framing import Limits
 from ..protocol.messages import (
@@ -52,7 +57,11 @@ from ..protocol.messages import (
     style_key,
 )
 from .jobspec import JobCancelled, JobContext, RegionSettings, StylizeJob, StylizeResult
+from .peer_limits import PeerLimits, apply_peer_limits
+from .refusal_log import RefusalLog
 from .regions import resolve_regions
+from .security import CurveGate, ServerKeys
+from .socket_lock import SocketLock
 
 __all__ = ["DaemonServer", "Pipeline", "check_bind_allowed", "is_loopback_endpoint"]
 
@@ -83,14 +92,11 @@ def is_loopback_endpoint(endpoint: str) -> bool:
         return False  # "*", an interface name or a host name: may be reachable from outside
 
 
-def check_bind_allowed(endpoint: str, token: str | None) -> None:
-    """Refuse to expose the daemon beyond this machine without a token (SPEC.md §9)."""
-    if token is None and not is_loopback_endpoint(endpoint):
-        raise ValueError(
-            f"refusing to bind {endpoint} without a token: anyone who can reach it could run "
-            "jobs on this machine. Set --token or PORTRAIT_STYLE_TOKEN (and give the same "
-            "token to the plug-in), or bind a loopback address such as "
-            f"{DEFAULT_ENDPOINT}.")
+def check_bind_allowed(endpoint: str, curve: ServerKeys | None = None) -> None:
+    """Refuse to expose the daemon beyond this machine without CURVE (daemon/security.py)."""
+    from .security import check_bind_allowed as check
+
+    check(endpoint, curve)
 
 
 @dataclass
@@ -133,6 +139,10 @@ class _StyleCache:
             return style
 
     def put(self, key: str, style: np.ndarray) -> None:
+        # a compact copy: the array may be a view into a received frame (4 channels
+        # of which we use 3, rows padded to any stride), which would otherwise stay
+        # alive uncounted behind a few counted bytes
+        style = np.array(style, order="C", copy=True)
         with self._lock:
             self._items[key] = style
             self._items.move_to_end(key)
@@ -154,7 +164,7 @@ class DaemonServer:
         self,
         pipeline: Pipeline,
         *,
-        endpoint: str = DEFAULT_ENDPOINT,
+        endpoint: str | None = None,
         token: str | None = None,
         limits: Limits | None = None,
         notes: Sequence[str] = (),
@@ -163,9 +173,18 @@ class DaemonServer:
         style_cache_bytes: int = 256 << 20,
         shutdown_grace_s: float = 10.0,
         context: zmq.Context | None = None,
+        curve: ServerKeys | None = None,
+        peer_limits: PeerLimits | None = None,
     ) -> None:
-        check_bind_allowed(endpoint, token)
+        endpoint = endpoint or default_endpoint()
+        check_bind_allowed(endpoint, curve)
+        self.curve = curve
+        self.peer_limits = peer_limits or PeerLimits()
+        self._gate: CurveGate | None = None
+        self._refusals = RefusalLog(log)
         self.pipeline = pipeline
+        self._started = time.monotonic()
+        self._socket_lock: SocketLock | None = None
         self.requested_endpoint = endpoint
         self.endpoint: str | None = None
         self.limits = limits or Limits()
@@ -195,19 +214,31 @@ class DaemonServer:
 
     def bind(self) -> str:
         """Bind the socket (and the worker's wake-up line); return the real endpoint."""
+        path = ipc_path(self.requested_endpoint)
+        if path is not None and self._socket_lock is None:
+            # ZeroMQ replaces an existing socket file when binding: without this
+            # lock a second daemon would silently take the first one's clients
+            self._socket_lock = SocketLock.acquire(path)
         router = self._ctx.socket(zmq.ROUTER)
         router.setsockopt(zmq.LINGER, 1000)
-        # ZeroMQ drops any single frame over the limit before allocating it
-        router.setsockopt(zmq.MAXMSGSIZE, self.limits.max_message_bytes)
+        apply_peer_limits(router, self.limits, self.peer_limits)
+        if self.curve is not None:
+            self._gate = CurveGate(self._ctx, self.curve)
+            self._gate.start()  # before bind: no handshake may pass unauthenticated
+            self.curve.apply(router)
         try:
             router.bind(self.requested_endpoint)
         except zmq.ZMQError as exc:
             router.close(linger=0)
+            if self._gate is not None:
+                self._gate.stop()
+                self._gate = None
             hint = (" (is a daemon already running there?)"
                     if exc.errno == zmq.EADDRINUSE else "")
             raise OSError(f"cannot bind {self.requested_endpoint}: {exc}{hint}") from exc
         self._router = router
         self.endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT)
+        _restrict_ipc_file(self.endpoint)
         self._wake_pull = self._ctx.socket(zmq.PULL)
         self._wake_pull.bind(self._wake_address)
         self._worker = threading.Thread(target=self._work, name="portrait-style-worker",
@@ -252,10 +283,16 @@ class DaemonServer:
             if sock is not None and not sock.closed:
                 sock.close()
         self._router = self._wake_pull = None
+        if self._gate is not None:
+            self._gate.stop()
+            self._gate = None
         worker_stuck = self._worker is not None and self._worker.is_alive()
         if self._own_context and not worker_stuck:
             self._ctx.term()  # would wait forever on a stuck worker's socket
-        _remove_ipc_file(self.endpoint or self.requested_endpoint)
+        if self._socket_lock is not None:
+            _remove_ipc_file(self.endpoint or self.requested_endpoint)
+            self._socket_lock.release()
+            self._socket_lock = None
 
     # ------------------------------------------------------------------ socket loop
 
@@ -271,7 +308,7 @@ class DaemonServer:
             try:
                 self._handle(peer, parts[1:])
             except WireError as err:
-                log.info("refused message from peer %s: %s", peer.hex(), err)
+                self._refusals.refused("refused message from peer %s: %s", peer.hex()[:16], err)
                 self._send(peer, Error(id=err.request_id, code=err.code, message=err.message,
                                        field=err.field))
             except Exception:
@@ -295,6 +332,12 @@ class DaemonServer:
             self._send(peer, Pong(id=message.id))
         elif isinstance(message, Stylize):
             self._require_token(message)
+            if self._in_flight(peer, message.id):
+                # SPEC.md §5 "Request ids": the first request keeps the id and its one
+                # final message; a reply to the second would be a second final for it
+                self._refusals.refused("dropped stylize %s from peer %s: id already in "
+                                       "flight", message.id, peer.hex()[:16])
+                return
             self._accept(peer, message)
         elif isinstance(message, Cancel):
             self._require_token(message)
@@ -302,6 +345,27 @@ class DaemonServer:
         else:
             raise WireError(f"{message.KIND!r} is sent by daemons, not to them",
                             code=errors.UNKNOWN_KIND, field="kind")
+
+    def _in_flight(self, peer: bytes, request_id: str) -> bool:
+        with self._lock:
+            jobs = [*self._waiting, *([self._running] if self._running else [])]
+        return any(job.key == (peer, request_id) for job in jobs)
+
+    def _forget_peer(self, peer: bytes) -> None:
+        """The peer is gone: drop its queued jobs, stop its running one (no one to tell)."""
+        with self._lock:
+            dropped = [job for job in self._waiting if job.peer == peer]
+            for job in dropped:
+                self._waiting.remove(job)
+            running = self._running if (self._running is not None
+                                        and self._running.peer == peer) else None
+            if running is not None:
+                running.cancel.set()
+        if dropped or running is not None:
+            log.info("peer %s disconnected: %d queued job(s) dropped%s", peer.hex()[:16],
+                     len(dropped), ", its running job cancelled" if running else "")
+        if dropped:
+            self._announce_positions()
 
     def _require_token(self, message: Message) -> None:
         if not self._authorized(message):
@@ -329,7 +393,9 @@ class DaemonServer:
             segmenter=segmenter_name, device=str(described.get("device", "")),
             limits=self.limits.to_dict(), heartbeat_s=self.heartbeat_s,
             auth_required=self._token is not None, auth_ok=self._authorized(message),
-            pipeline=described,
+            pipeline=described, pid=os.getpid(), host=socket.gethostname(),
+            installation=installation(), uptime_s=round(time.monotonic() - self._started, 3),
+            queue=len(self._waiting), running=int(self._running is not None),
         )
 
     def _describe(self) -> dict[str, Any]:
@@ -366,7 +432,8 @@ class DaemonServer:
             self._lock.notify_all()
         log.info("job %s from %s queued: %dx%d, outputs %s", message.id, peer.hex(),
                  message.content.width if message.content else 0,
-                 message.content.height if message.content else 0, ",".join(message.outputs))
+                 message.content.height if message.content else 0,
+                 ",".join(message.params.outputs))
         if position:
             self._send_progress(job, position=position)
 
@@ -409,12 +476,29 @@ class DaemonServer:
             if now - job.last_sent >= self.heartbeat_s:
                 self._send_progress(job, position=positions.get(id(job)), heartbeat=True)
 
-    def _send(self, peer: bytes, message: Message) -> None:
+    def _send(self, peer: bytes, message: Message) -> bool:
+        """Queue ``message`` for ``peer``; False when it was dropped (SPEC.md §7).
+
+        Never blocks: a peer whose send queue (``PeerLimits.send_queue``) is full
+        does not read, so the message is dropped rather than held; a peer that
+        has gone away gets its jobs cancelled.
+        """
         assert self._router is not None
         frames = encode(message)
-        # copy=False: result layers go to ZeroMQ as they are; a vanished peer's
-        # messages are dropped by the ROUTER
-        self._router.send_multipart([peer, *frames], copy=False)
+        try:
+            # copy=False: result layers go to ZeroMQ as they are
+            self._router.send_multipart([peer, *frames], flags=zmq.NOBLOCK, copy=False)
+            return True
+        except zmq.Again:
+            if not isinstance(message, Progress):
+                self._refusals.refused("peer %s does not read: its %s for %s was dropped",
+                                       peer.hex()[:16], message.KIND, message.id)
+            return False
+        except zmq.ZMQError as exc:
+            if exc.errno != errno.EHOSTUNREACH:
+                raise
+            self._forget_peer(peer)
+            return False
 
     # ------------------------------------------------------------------ worker side
 
@@ -451,7 +535,7 @@ class DaemonServer:
     def _send_result(self, job: _Job, result: StylizeResult) -> None:
         try:
             layers = {}
-            for name in job.message.outputs:
+            for name in job.message.params.outputs:
                 array = result.layers.get(name)
                 if array is None:
                     raise RuntimeError(f"the pipeline did not return the {name!r} layer")
@@ -502,14 +586,11 @@ class DaemonServer:
         request = job.message
         try:
             key = self._style_key(job)
-            stylize_job = StylizeJob(
+            stylize_job = StylizeJob.from_request(
                 content=request.content.to_array() if request.content else np.empty(0),
-                style=job.style, style_key=key, regions=self._regions(request.regions),
-                outputs=frozenset(request.outputs),
-                mask=request.mask.to_array() if request.mask is not None else None,
-                whole_image=request.whole_image, max_working_pixels=request.max_working_pixels,
-                mask_feather=request.mask_feather,
-            )
+                style=job.style, style_key=key, params=request.params,
+                regions=self._regions(request.params.regions),
+                mask=request.mask.to_array() if request.mask is not None else None)
             ctx = JobContext(on_progress=lambda stage, fraction: self._post(
                 "progress", job, stage, fraction), cancel=job.cancel)
             result = self.pipeline.run(stylize_job, ctx)
@@ -598,6 +679,15 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return str(value)
+
+
+def _restrict_ipc_file(endpoint: str) -> None:
+    """Only this user may connect to an ipc socket (other local users get no handshake)."""
+    if endpoint.startswith("ipc://") and not endpoint.startswith("ipc://@"):
+        try:
+            os.chmod(endpoint[len("ipc://"):], 0o600)
+        except OSError as exc:
+            log.warning("could not restrict %s to this user: %s", endpoint, exc)
 
 
 def _remove_ipc_file(endpoint: str | None) -> None:

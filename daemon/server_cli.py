@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..protocol.constants import DEFAULT_ENDPOINT, PROTOCOL_VERSION, TOKEN_ENV
+from ..protocol.constants import PROTOCOL_VERSION, TOKEN_ENV
 from ..protocol.framing import Limits
 
 __all__ = ["add_parser", "run"]
@@ -34,8 +34,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "serve", help="run the warm daemon the plug-ins talk to",
         description="Load the segmenter and style engine once and serve stylize jobs over "
                     "ZeroMQ (protocol: protocol/SPEC.md).")
-    parser.add_argument("--bind", default=DEFAULT_ENDPOINT, metavar="ENDPOINT",
-                        help=f"ZeroMQ endpoint to listen on (default {DEFAULT_ENDPOINT}; "
+    parser.add_argument("--bind", default=None, metavar="ENDPOINT",
+                        help="ZeroMQ endpoint to listen on (default: this user's local "
+                             "socket, ipc://<runtime dir>/portrait-style/daemon.sock; "
                              "tcp://127.0.0.1:* picks a free port, see --ready-file)")
     parser.add_argument("--device", default="auto",
                         help="auto, cpu, cuda or cuda:N (default auto: CUDA when present)")
@@ -50,7 +51,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--token", default=None,
                         help=f"shared secret clients must send (default ${TOKEN_ENV}, "
                              "preferred: a command line is visible to other local users); "
-                             "required to bind a non-loopback address")
+                             "for a loopback daemon shared by several users of one machine")
+    parser.add_argument("--curve", action="store_true",
+                        help="require CurveZMQ (encryption and client keys): only clients "
+                             "whose public keys are in the allowed folder get in; required "
+                             "to bind a non-loopback address (see 'portrait-style keys')")
+    parser.add_argument("--server-keys", type=Path, default=None, metavar="FILE",
+                        help="the daemon's key pair (default: keys/server/server.key_secret "
+                             "in the config folder); implies --curve")
+    parser.add_argument("--allowed-keys", type=Path, default=None, metavar="DIR",
+                        help="folder of allowed client public keys (default: keys/allowed "
+                             "in the config folder); implies --curve")
+    parser.add_argument("--stderr-level", default="info", choices=("info", "warning"),
+                        help=argparse.SUPPRESS)
     parser.add_argument("--ready-file", type=Path, default=None, metavar="FILE",
                         help="write this JSON file (endpoint, pid) once bound and warm; "
                              "removed on exit")
@@ -75,14 +88,18 @@ def run(args: argparse.Namespace) -> int:
     """Serve until SIGINT/SIGTERM; 0 on a clean stop, 1 when start-up fails, 2 on bad usage."""
     from .server import DaemonServer, check_bind_allowed
 
+    from ..protocol.endpoints import default_endpoint
+
     token = args.token or os.environ.get(TOKEN_ENV) or None
     try:
-        check_bind_allowed(args.bind, token)
+        args.bind = args.bind or default_endpoint()
+        curve = _curve_keys(args)
+        check_bind_allowed(args.bind, curve)
         limits = Limits.for_pixels(args.max_pixels)
     except (ValueError, TypeError) as exc:
         print(f"portrait-style serve: {exc}", file=sys.stderr)
         return 2
-    log_file = _configure_logging(args.log_file)
+    log_file = _configure_logging(args.log_file, stderr_level=args.stderr_level)
     log.info("portrait-style daemon starting (pid %d, log %s)", os.getpid(), log_file)
     try:
         pipeline, notes = _load_pipeline(args)
@@ -99,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         server = DaemonServer(pipeline, endpoint=args.bind, token=token, limits=limits,
                               notes=notes, max_queue=args.max_queue,
-                              heartbeat_s=args.heartbeat)
+                              heartbeat_s=args.heartbeat, curve=curve)
         endpoint = server.bind()
     except (OSError, ValueError) as exc:
         log.error("%s", exc)
@@ -115,6 +132,18 @@ def run(args: argparse.Namespace) -> int:
         if args.ready_file is not None:
             args.ready_file.unlink(missing_ok=True)
     return 0
+
+
+def _curve_keys(args: argparse.Namespace) -> Any:
+    """The daemon's ``ServerKeys`` when CURVE is asked for, else None (ValueError: unusable)."""
+    if not (args.curve or args.server_keys or args.allowed_keys):
+        return None
+    from ..protocol.curve import KeyFolders
+    from .security import ServerKeys
+
+    folders = KeyFolders.default()
+    return ServerKeys.load(args.server_keys or folders.server_secret,
+                           args.allowed_keys or folders.allowed)
 
 
 def _load_pipeline(args: argparse.Namespace) -> tuple[Any, list[str]]:
@@ -135,8 +164,13 @@ def _load_pipeline(args: argparse.Namespace) -> tuple[Any, list[str]]:
     return pipeline, list(notes)
 
 
-def _configure_logging(log_file: Path | None) -> Path | None:
-    """Log to stderr and to a rotating file under the user log folder."""
+def _configure_logging(log_file: Path | None, stderr_level: str = "info") -> Path | None:
+    """Log to stderr and to a rotating file under the user log folder.
+
+    ``stderr_level="warning"`` is for a daemon whose stderr is a file nobody
+    rotates (the launcher's ``daemon.log``): the full log is in the rotating
+    file, stderr keeps only what a user must see.
+    """
     from .. import paths
 
     formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -144,6 +178,7 @@ def _configure_logging(log_file: Path | None) -> Path | None:
     root.setLevel(logging.INFO)
     stream = logging.StreamHandler(sys.stderr)
     stream.setFormatter(formatter)
+    stream.setLevel(logging.WARNING if stderr_level == "warning" else logging.INFO)
     root.addHandler(stream)
     path = log_file or paths.log_dir() / "serve.log"
     try:

@@ -16,27 +16,32 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..protocol.constants import DEFAULT_ENDPOINT, LAYER_NAMES, TOKEN_ENV
+from .. import paths
+from ..config import ConfigError, load_config, this_installation_config
+from ..protocol.constants import LAYER_NAMES, REGION_BOOL_KNOBS, REGION_FLOAT_KNOBS, TOKEN_ENV
+from ..protocol.endpoints import ENDPOINT_ENV, configured_or_default
+from ..protocol.messages import Pixels
 from .core import (
     BACKGROUND_LAYER,
     PORTRAIT_LAYER,
     LayerPlan,
     OptionError,
-    PlanError,
     SourceLayer,
     StylizeOptions,
-    compose,
     parse_params,
-    run_stylize,
 )
-from .imageio import ImageReadError, ImageWriteError, load_image, load_mask, save_png
+from .document import LayerInfo
+from .imageio import ImageReadError, ImageWriteError, load_image, load_mask
+from .job import Connection, Job, JobEvent, JobState
 from .progress import ProgressBar
+from .record import JobRecord, file_sha256
 
 __all__ = ["add_parser", "main", "FileDocument", "EXIT_CODES"]
 
@@ -62,8 +67,6 @@ EXIT_CODES: dict[int, str] = {
 
 ENGINES = ("auto", "magenta", "sanet", "noop")
 SAMPLE_PREFIX = "sample:"
-#: the local endpoint to use (or start a daemon on) when --connect is not given
-ENDPOINT_ENV = "PORTRAIT_STYLE_ENDPOINT"
 
 _PROG_ERROR = "portrait-style: error: "
 
@@ -98,10 +101,12 @@ def resolve_input(text: str) -> Path:
 
 
 class FileDocument:
-    """A ``Document`` whose active layer is an image file and whose layers are files.
+    """A ``Document`` whose one layer is an image file and whose result group is files.
 
-    ``add_layer_group`` writes background.png, portrait.png, mask.png,
-    composite.png and layers.ora into ``out_dir`` (those the reply allows).
+    ``add_result_group`` writes background.png, portrait.png, mask.png,
+    composite.png and layers.ora into ``out_dir`` (those the reply holds),
+    through ``plugin/outputs.py``. The editor-only operations (masks, records,
+    re-runs) do not apply to files: a re-run is ``--mask`` + ``--outputs``.
     """
 
     def __init__(self, content_path: Path, pixels: np.ndarray, out_dir: Path) -> None:
@@ -109,38 +114,55 @@ class FileDocument:
         self.pixels = pixels
         self.out_dir = out_dir
         self.written: list[Path] = []
+        self.timings: dict[str, float] = {}
 
-    def active_layer(self) -> SourceLayer:
-        return SourceLayer(self.content_path.stem, self.pixels, (0, 0))
+    def active_layers(self) -> list[LayerInfo]:
+        height, width = self.pixels.shape[:2]
+        return [LayerInfo(ref=self.content_path, name=self.content_path.stem,
+                          bounds=(0, 0, width, height), layer_id=str(self.content_path))]
 
-    def add_layer_group(self, plan: LayerPlan, above: SourceLayer) -> None:
-        from .ora import write_plan_ora  # Pillow-backed; only this host needs it
+    def read_layer(self, ref: Any) -> SourceLayer:
+        return SourceLayer(self.content_path.stem, Pixels.from_array(self.pixels), (0, 0),
+                           layer_id=str(self.content_path))
 
-        layers = {p.name: p for p in plan.layers}
-        background = layers.get(BACKGROUND_LAYER)
-        portrait = layers.get(PORTRAIT_LAYER)
-        composite = plan.composite
-        if composite is None and background and portrait and plan.mask is not None:
-            composite = compose(background.pixels, portrait.pixels, plan.mask)
-        files: list[tuple[str, np.ndarray | None]] = [
-            ("background.png", background.pixels if background else None),
-            ("portrait.png", portrait.pixels if portrait else None),
-            ("mask.png", plan.mask),
-            ("composite.png", composite),
-        ]
-        for name, pixels in files:
-            if pixels is not None:
-                self.written.append(save_png(self.out_dir / name, pixels))
-        if background and portrait and plan.mask is not None:
-            self.written.append(write_plan_ora(self.out_dir / "layers.ora", plan, above))
+    def add_result_group(self, plan: LayerPlan, above: Any) -> Path:
+        from .outputs import write_outputs  # Pillow-backed; only this host needs it
+
+        layers: dict[str, np.ndarray] = {}
+        for name, key in ((BACKGROUND_LAYER, "background"), (PORTRAIT_LAYER, "portrait")):
+            if plan.has(name):
+                layers[key] = plan.layer(name).pixels.to_array()
+        if plan.mask is not None:
+            layers["mask"] = plan.mask.to_array()
+        if plan.composite is not None:
+            layers["composite"] = plan.composite.to_array()
+        self.written = write_outputs(self.out_dir, layers, source_name=plan.source_name,
+                                     group_name=plan.group_name, source=self.pixels,
+                                     timings=self.timings)
+        return self.out_dir
 
 
 def output_names() -> tuple[str, ...]:
     return ("background.png", "portrait.png", "mask.png", "composite.png", "layers.ora")
 
 
+def _check_out_dir(out_dir: Path) -> None:
+    """Refuse --out that is a file or cannot be written to, before any work is done."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CliError(f"--out {str(out_dir)!r} is a file, not a folder: choose a folder "
+                       "for the results", EXIT_OUTPUT)
+    existing = next((p for p in [out_dir, *out_dir.parents] if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise CliError(f"--out {str(out_dir)!r} is inside {str(existing)!r}, which is a file",
+                       EXIT_OUTPUT)
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise CliError(f"--out {str(out_dir)!r}: no permission to write in {str(existing)!r}",
+                       EXIT_OUTPUT)
+
+
 def _check_outputs_spare(content: Path, out_dir: Path) -> None:
     """Refuse to run when an output would overwrite the content file."""
+    _check_out_dir(out_dir)
     for name in output_names():
         target = out_dir / name
         same = target.resolve() == content.resolve()
@@ -167,17 +189,28 @@ def _outputs(values: list[str] | None) -> tuple[str, ...]:
 
 def _epilog() -> str:
     codes = "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
+    float_knobs = ", ".join(f"{k} ({lo:g}-{hi:g})" for k, (lo, hi) in REGION_FLOAT_KNOBS.items())
     return (
-        "Without --connect, a daemon already running on this machine is used, or one\n"
-        f"is started on {DEFAULT_ENDPOINT} (or ${ENDPOINT_ENV}) and left running\n"
-        "for the next call; its log is in the user state folder\n"
+        "Without --connect, this user's daemon is used (a Unix socket in the user's runtime\n"
+        f"folder, or ${ENDPOINT_ENV}, or the config file's endpoint), or one is started\n"
+        "there and left running for the next call ('portrait-style status' shows it,\n"
+        "'portrait-style stop' stops it); its log is in the user state folder\n"
         "($PORTRAIT_STYLE_HOME/state/logs when that is set).\n"
         f"CONTENT and STYLE may be '{SAMPLE_PREFIX}astronaut' and "
         f"'{SAMPLE_PREFIX}starry_night',\n"
         "the bundled public-domain samples.\n"
         f"For a daemon that requires a token, set ${TOKEN_ENV}.\n\n"
+        "region knobs for --param REGION.KNOB=VALUE (REGION: background or portrait):\n"
+        f"  numbers: {float_knobs}\n"
+        f"  on/off:  {', '.join(REGION_BOOL_KNOBS)}\n"
+        "  unset knobs keep the daemon's presets for the engine it runs.\n\n"
         f"exit status:\n{codes}"
     )
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter,
+                     argparse.ArgumentDefaultsHelpFormatter):
+    """Keep the epilog's layout and show each option's default."""
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -187,7 +220,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Stylize CONTENT with STYLE: writes background.png, portrait.png, "
                     "mask.png, composite.png and a layered layers.ora into DIR. "
                     "CONTENT is never modified.",
-        epilog=_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=_epilog(), formatter_class=_HelpFormatter)
     p.add_argument("content", metavar="CONTENT", help="the photo (any format Pillow reads)")
     p.add_argument("--style", required=True, metavar="STYLE", help="the painting")
     p.add_argument("--out", required=True, type=Path, metavar="DIR",
@@ -219,6 +252,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, metavar="S",
                    help="give up when the daemon is silent for S seconds")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="say which daemon was used and print job_s= (the daemon's time) and "
+                        "write_s= (writing the files)")
     p.set_defaults(func=main)
     return p
 
@@ -244,12 +280,29 @@ def _sigint_cancels(cancel: threading.Event, progress: ProgressBar | None) -> It
         signal.signal(signal.SIGINT, previous)
 
 
-def _load_inputs(args: argparse.Namespace) -> tuple[Path, np.ndarray, StylizeOptions]:
+@dataclass
+class _Inputs:
+    content_path: Path
+    content: np.ndarray
+    style_path: Path
+    style: np.ndarray
+    mask: np.ndarray | None
+    options: StylizeOptions
+
+
+def _load_inputs(args: argparse.Namespace) -> _Inputs:
+    """Every check that needs no daemon: arguments, --out, then the files themselves."""
     try:
         regions = parse_params(args.param)
         content_path = resolve_input(args.content)
         style_path = resolve_input(args.style)
         outputs = _outputs(args.outputs)
+        options = StylizeOptions(
+            style_path=style_path, background_strength=args.background_strength,
+            portrait_strength=args.portrait_strength, preserve_color=args.preserve_color,
+            region_overrides=regions, whole_image=args.whole_image, outputs=outputs,
+            max_working_pixels=args.max_working_pixels, mask_feather=args.mask_feather)
+        options.params()  # every knob checked now, before a daemon is started
     except OptionError as exc:
         raise CliError(str(exc), EXIT_USAGE) from exc
     _check_outputs_spare(content_path, args.out)
@@ -260,77 +313,124 @@ def _load_inputs(args: argparse.Namespace) -> tuple[Path, np.ndarray, StylizeOpt
                 if args.mask else None)
     except ImageReadError as exc:
         raise CliError(str(exc), EXIT_INPUT) from exc
-    options = StylizeOptions(
-        style_path=style_path, style_pixels=style, background_strength=args.background_strength,
-        portrait_strength=args.portrait_strength, preserve_color=args.preserve_color,
-        region_overrides=regions, mask=mask, whole_image=args.whole_image, outputs=outputs,
-        max_working_pixels=args.max_working_pixels, mask_feather=args.mask_feather)
+    return _Inputs(content_path, content, style_path, style, mask, options)
+
+
+def _connection(args: argparse.Namespace) -> Connection:
+    """Reach the daemon the user named, or this user's local one (started from here)."""
     try:
-        options.regions()  # check the strengths now, before a daemon is started
-    except OptionError as exc:
+        config = load_config()
+    except ConfigError as exc:
         raise CliError(str(exc), EXIT_USAGE) from exc
-    return content_path, content, options
+    # the command line is the product itself: a daemon it starts runs from this installation
+    config = this_installation_config(config)
+    if args.engine:
+        config.engine = args.engine
+    kwargs: dict[str, Any] = {}
+    if args.timeout is not None:
+        kwargs["timeout_s"] = args.timeout
+    return Connection(endpoint=args.connect or configured_or_default(config.endpoint),
+                      token=os.environ.get(TOKEN_ENV) or None,
+                      start_daemon=args.connect is None, config=config, **kwargs)
+
+
+def _exit_code(exc: BaseException | None) -> int:
+    from ..protocol.errors import DaemonError, DaemonUnreachable, ProtocolError
+    from .core import PlanError
+    from .launcher import DaemonStartError
+
+    if isinstance(exc, DaemonUnreachable | DaemonStartError):
+        return EXIT_UNREACHABLE
+    if isinstance(exc, DaemonError | ProtocolError | PlanError):
+        return EXIT_DAEMON
+    if isinstance(exc, OptionError):
+        return EXIT_USAGE
+    if isinstance(exc, ImageWriteError | OSError):
+        return EXIT_OUTPUT
+    return EXIT_INTERNAL
 
 
 def _run(args: argparse.Namespace, progress: ProgressBar | None,
          cancel: threading.Event) -> int:
-    content_path, content, options = _load_inputs(args)  # file errors need no daemon
+    inputs = _load_inputs(args)  # file errors need no daemon
+    connection = _connection(args)
+    params = inputs.options.params()
+    source = SourceLayer(inputs.content_path.stem, Pixels.from_array(inputs.content),
+                         layer_id=str(inputs.content_path))
+    record = JobRecord(style_path=str(inputs.style_path),
+                       style_sha256=file_sha256(inputs.style_path),
+                       style_name=inputs.options.display_style_name(), params=params.as_dict(),
+                       source_id=source.layer_id, source_name=source.name)
+    job = Job(source=source, style=Pixels.from_array(inputs.style[..., :3]), params=params,
+              record=record, connection=connection,
+              mask=None if inputs.mask is None else Pixels.from_array(inputs.mask))
+    started_daemon: list[bool] = []
 
-    from ..protocol.client import DaemonClient
-    from ..protocol.errors import (
-        Cancelled,
-        DaemonError,
-        DaemonUnreachable,
-        MessageTooLarge,
-        ProtocolError,
-    )
-    from .launcher import DaemonStartError, ensure_daemon
+    def on_event(event: JobEvent) -> None:
+        if cancel.is_set() and not job.cancelled:
+            job.cancel()
+        if event.state is JobState.STARTING_DAEMON:
+            started_daemon.append(True)
+        if progress is None:
+            return
+        if event.state is JobState.QUEUED:
+            progress(f"queued (position {event.position})", -1.0)
+        elif event.state in (JobState.STARTING_DAEMON, JobState.RUNNING) and event.stage:
+            progress(event.stage, event.fraction)
 
-    token = os.environ.get(TOKEN_ENV) or None
-    endpoint = args.connect or os.environ.get(ENDPOINT_ENV) or DEFAULT_ENDPOINT
+    watcher = threading.Thread(target=_forward_cancel, args=(cancel, job), daemon=True)
+    watcher.start()
+    state = job.run(on_event)
+    if state is JobState.CANCELLED:
+        raise CliError("cancelled", EXIT_CANCELLED)
+    if state is JobState.FAILED:
+        raise CliError(job.error, _exit_code(job.failure))
+    assert job.plan is not None
+    if started_daemon and progress is not None:
+        progress.message(f"portrait-style: started a daemon on {connection.endpoint} "
+                         f"(pid {job.daemon.get('pid')}); it keeps running for the next call")
+    theirs = str(job.daemon.get("installation") or "")
+    if theirs and theirs != paths.installation():
+        print(f"portrait-style: notice: the daemon (pid {job.daemon.get('pid')}) runs from "
+              f"another installation ({theirs}); 'portrait-style stop' replaces it with this "
+              "one's", file=sys.stderr)
+    document = FileDocument(inputs.content_path, inputs.content, args.out)
     try:
-        if args.connect is None:
-            handle = ensure_daemon(endpoint, engine=args.engine, on_progress=progress,
-                                   token=token, cancel=cancel)
-            if handle.started and progress is not None:
-                progress.message(f"portrait-style: started a daemon on {endpoint} "
-                                 f"(pid {handle.pid}, log {handle.log_path}); "
-                                 f"it keeps running for the next call")
-        document = FileDocument(content_path, content, args.out)
-        client_kwargs: dict[str, Any] = {"token": token}
-        if args.timeout is not None:
-            client_kwargs["timeout_s"] = args.timeout
-        with DaemonClient(endpoint, **client_kwargs) as client:
-            outcome = run_stylize(document, options, client, on_progress=progress,
-                                  cancel=cancel, timeout_s=args.timeout)
-    except Cancelled as exc:
-        raise CliError("cancelled", EXIT_CANCELLED) from exc
-    except DaemonStartError as exc:
-        raise CliError(f"could not start a daemon on {endpoint}: {exc}",
-                       EXIT_UNREACHABLE) from exc
-    except DaemonUnreachable as exc:
-        hint = ("" if args.connect is None else
-                f" (is 'portrait-style serve --bind {endpoint}' running there?)")
-        raise CliError(f"no daemon answered at {endpoint}: {exc.message}{hint}",
-                       EXIT_UNREACHABLE) from exc
-    except (DaemonError, MessageTooLarge) as exc:
-        raise CliError(f"the daemon refused the job: {exc}", EXIT_DAEMON) from exc
-    except ProtocolError as exc:
-        raise CliError(f"protocol error talking to {endpoint}: {exc}", EXIT_DAEMON) from exc
-    except PlanError as exc:
-        raise CliError(f"bad reply from the daemon: {exc}", EXIT_DAEMON) from exc
-    except OptionError as exc:
-        raise CliError(str(exc), EXIT_USAGE) from exc
+        document.add_result_group(job.plan, inputs.content_path)
     except ImageWriteError as exc:
         raise CliError(str(exc), EXIT_OUTPUT) from exc
     if progress is not None:
         progress("done", 1.0)
         progress.close()
-    for notice in outcome.notices:
+    for notice in job.notices:
         print(f"portrait-style: notice: {notice}", file=sys.stderr)
+    if args.verbose:
+        _report(job, document, connection)
     for path in document.written:
         print(path)
     return EXIT_OK
+
+
+def _forward_cancel(cancel: threading.Event, job: Job) -> None:
+    """Ctrl-C sets ``cancel`` in the signal handler; pass it on to the job."""
+    while not job.state.final:
+        if cancel.wait(0.05):
+            job.cancel()
+            return
+
+
+def _report(job: Job, document: FileDocument, connection: Connection) -> None:
+    hello = job.daemon
+    assert job.plan is not None
+    timings = job.plan.info.get("timings") or {}
+    job_s = sum(float(v) for v in timings.values() if isinstance(v, int | float))
+    engine = hello.get("engines", {}).get("active", "?")
+    print(f"portrait-style: daemon pid {hello.get('pid')} on {connection.endpoint}: "
+          f"portrait-style {hello.get('daemon_version', '?')}, engine {engine}, device "
+          f"{hello.get('device', '?')}, installation {hello.get('installation', '?')}",
+          file=sys.stderr)
+    print(f"portrait-style: job_s={job_s:.3f} write_s={document.timings.get('write_s', 0.0):.3f}",
+          file=sys.stderr)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -21,6 +21,11 @@ SUBCOMMANDS: dict[str, str] = {
     "stylize": ".plugin.cli_host",
     "weights": ".weights.cli",
     "train": ".weights.train",
+    "keys": ".keys_cli",
+    "install-plugin": ".installer.plugins",
+    "status": ".plugin.daemon_cli",
+    "stop": ".plugin.daemon_cli",
+    "config": ".plugin.daemon_cli",
 }
 
 
@@ -36,7 +41,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         if only is not None and name != only:
             subparsers.add_parser(name, help=f"(run 'portrait-style {name} --help')")
             continue
-        importlib.import_module(module, __package__).add_parser(subparsers)
+        registered = importlib.import_module(module, __package__)
+        adder = getattr(registered, f"add_{name.replace('-', '_')}_parser", None)
+        (adder or registered.add_parser)(subparsers)
     return parser
 
 

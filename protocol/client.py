@@ -11,7 +11,9 @@ Behaviour a host can rely on:
   waiting and, once set, asks the daemon to stop and raises ``Cancelled``.
 - No message for ``timeout_s`` seconds (the daemon sends heartbeats while it
   works, so a slow job is fine) raises ``DaemonUnreachable`` (``DaemonTimeout``
-  when the daemon had answered before).
+  when the daemon had answered before). Once a job is sent, three missed
+  heartbeats are enough; a daemon on this machine is also watched by its pid,
+  so one that dies mid-job is reported within a second (``DaemonGone``).
 - Images over the daemon's limits are refused before a byte is sent.
 - A style already sent to this daemon is referred to by its key only; if the
   daemon forgot it, the request is resent with the pixels automatically.
@@ -24,21 +26,25 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import os
+import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import zmq
 
-from .constants import DEFAULT_ENDPOINT, LAYER_NAMES, PROTOCOL_VERSION, TOKEN_ENV
+from .constants import PROTOCOL_VERSION, TOKEN_ENV
+from .curve import CurveClientKeys
+from .endpoints import configured_or_default, is_local_endpoint
 from .errors import (
     BAD_FRAME,
     UNSUPPORTED_VERSION,
     AuthFailed,
     Cancelled,
     DaemonError,
+    DaemonGone,
     DaemonTimeout,
     DaemonUnreachable,
     MessageTooLarge,
@@ -62,18 +68,34 @@ from .messages import (
     decode,
     encode,
     style_key,
-    validate_outputs,
-    validate_regions,
 )
+from .request import JobParams
 
-__all__ = ["DaemonClient", "StylizeReply", "ProgressFn"]
+__all__ = ["DaemonClient", "StylizeReply", "ProgressFn", "QueuedFn", "process_alive"]
 
 ProgressFn = Callable[[str, float], None]
+#: called with the job's place in the daemon's queue (1 = next)
+QueuedFn = Callable[[int], None]
 
 #: after a cancel, how long to wait for the daemon to confirm before giving up on it
 CANCEL_GRACE_S = 2.0
-#: how often the cancel event is polled while waiting
+#: how often the cancel event and a local daemon's pid are checked while waiting
 CANCEL_POLL_S = 0.05
+#: a job's silence is an error after this many missed heartbeats
+MISSED_HEARTBEATS = 3
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (signal 0 probes, sends nothing)."""
+    if os.name != "posix":
+        return True  # no cheap probe: rely on heartbeats
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, someone else's
+    return True
 
 
 @dataclass
@@ -93,6 +115,8 @@ class StylizeReply:
 class DaemonClient:
     """A connection to one daemon; use as a context manager or call ``close()``.
 
+    endpoint: where the daemon listens (default: ``$PORTRAIT_STYLE_ENDPOINT``,
+        else this user's local daemon, ``endpoints.default_endpoint``).
     token: the shared secret (default: ``$PORTRAIT_STYLE_TOKEN`` when set).
     timeout_s: inactivity timeout of every call (no message for that long).
     as_arrays: return numpy arrays (default: when numpy is installed).
@@ -100,19 +124,22 @@ class DaemonClient:
 
     def __init__(
         self,
-        endpoint: str = DEFAULT_ENDPOINT,
+        endpoint: str | None = None,
         *,
         timeout_s: float = 10.0,
         token: str | None = None,
         as_arrays: bool | None = None,
         context: zmq.Context | None = None,
+        curve: CurveClientKeys | None = None,
     ) -> None:
-        self.endpoint = endpoint
+        self.endpoint = endpoint or configured_or_default()
         self.timeout_s = float(timeout_s)
         self.token = token if token is not None else (os.environ.get(TOKEN_ENV) or None)
         self.as_arrays = (importlib.util.find_spec("numpy") is not None
                           if as_arrays is None else as_arrays)
         self._ctx = context or zmq.Context.instance()
+        #: CURVE keys for a daemon that requires them (protocol/curve.py); None: plaintext
+        self.curve = curve
         self._socket: zmq.Socket | None = None
         self._hello: HelloReply | None = None
         self._known_styles: set[str] = set()
@@ -137,6 +164,8 @@ class DaemonClient:
     def _connect(self) -> None:
         sock = self._ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
+        if self.curve is not None:
+            self.curve.apply(sock)  # before connect: the handshake authenticates us
         try:
             sock.connect(self.endpoint)
         except zmq.ZMQError as exc:
@@ -172,23 +201,28 @@ class DaemonClient:
         self,
         content: Any,
         style: Any,
+        params: JobParams | None = None,
         *,
         mask: Any = None,
-        regions: Mapping[str, Mapping[str, float | bool]] | None = None,
-        outputs: Iterable[str] = LAYER_NAMES,
-        whole_image: bool = False,
-        max_working_pixels: int | None = None,
-        mask_feather: float | None = None,
         on_progress: ProgressFn | None = None,
+        on_queued: QueuedFn | None = None,
         cancel: threading.Event | None = None,
         timeout_s: float | None = None,
+        **fields: Any,
     ) -> StylizeReply:
         """Stylize ``content`` with ``style``; see the module docstring for behaviour.
 
         content / style / mask: numpy uint8 arrays (H×W×3/4; mask H×W), ``Pixels``
         or ``(buffer, shape)``. ``style`` may also be a style key (str) of a style
-        this daemon already has.
+        this daemon already has. ``params`` (or, for short, its fields as
+        keywords: ``outputs=["mask"]``) says what to compute; it is checked here
+        by the same function the daemon uses.
         """
+        if params is None:
+            params = JobParams(**{k: tuple(v) if k == "outputs" else v
+                                  for k, v in fields.items()})
+        elif fields:
+            raise TypeError("pass either params or its fields as keywords, not both")
         content_px = Pixels.coerce(content)
         mask_px = None if mask is None else Pixels.coerce(mask)
         if isinstance(style, str):
@@ -196,21 +230,19 @@ class DaemonClient:
         else:
             style_px = Pixels.coerce(style)
             key = style_key(style_px)
-        request = Stylize(
-            id="", token=self.token, content=content_px, style=style_px, style_key=key,
-            mask=mask_px, outputs=validate_outputs(list(outputs)),
-            regions=validate_regions(regions), whole_image=bool(whole_image),
-            max_working_pixels=max_working_pixels, mask_feather=mask_feather)
+        request = Stylize(id="", token=self.token, content=content_px, style=style_px,
+                          style_key=key, mask=mask_px, params=params.check())
         hello = self._hello_reply(timeout_s=timeout_s)
         self._check_request(request, hello)
         send_style = style_px is not None and key not in self._known_styles
+        callbacks = (on_progress, on_queued)
         try:
-            result = self._run_stylize(request, send_style, on_progress, cancel, timeout_s)
+            result = self._run_stylize(request, send_style, callbacks, cancel, timeout_s)
         except UnknownStyle:
             self._known_styles.discard(key)
             if style_px is None or send_style:
                 raise
-            result = self._run_stylize(request, True, on_progress, cancel, timeout_s)
+            result = self._run_stylize(request, True, callbacks, cancel, timeout_s)
         self._known_styles.add(key)
         layers: dict[str, Any] = {
             name: pixels.to_array() if self.as_arrays else pixels
@@ -219,7 +251,8 @@ class DaemonClient:
 
     # ------------------------------------------------------------------ internals
 
-    def _run_stylize(self, request: Stylize, send_style: bool, on_progress: ProgressFn | None,
+    def _run_stylize(self, request: Stylize, send_style: bool,
+                     callbacks: tuple[ProgressFn | None, QueuedFn | None],
                      cancel: threading.Event | None, timeout_s: float | None) -> Result:
         request.id = self._new_id()
         style = request.style
@@ -229,8 +262,9 @@ class DaemonClient:
             self._send(request)
         finally:
             request.style = style
-        reply = self._wait(request.id, Result, on_progress=on_progress, cancel=cancel,
-                           timeout_s=timeout_s)
+        reply = self._wait(request.id, Result, on_progress=callbacks[0],
+                           on_queued=callbacks[1], cancel=cancel, timeout_s=timeout_s,
+                           job=True)
         assert isinstance(reply, Result)
         return reply
 
@@ -299,11 +333,20 @@ class DaemonClient:
         self._socket.send_multipart(encode(message), copy=False)
 
     def _wait(self, request_id: str, expected: type[Message], *,
-              on_progress: ProgressFn | None = None, cancel: threading.Event | None = None,
-              timeout_s: float | None = None) -> Message:
-        """Receive until the reply to ``request_id``; raise its error, or on silence."""
+              on_progress: ProgressFn | None = None, on_queued: QueuedFn | None = None,
+              cancel: threading.Event | None = None, timeout_s: float | None = None,
+              job: bool = False) -> Message:
+        """Receive until the reply to ``request_id``; raise its error, or on silence.
+
+        ``job``: the request is a job the daemon heartbeats for, so a silence of
+        ``MISSED_HEARTBEATS`` heartbeats is already an error, and a local
+        daemon's process is watched.
+        """
         assert self._socket is not None
         timeout = self.timeout_s if timeout_s is None else float(timeout_s)
+        if job and self._hello is not None and self._hello.heartbeat_s > 0:
+            timeout = min(timeout, MISSED_HEARTBEATS * self._hello.heartbeat_s + 0.5)
+        watch_pid = self._local_pid() if job else None
         deadline = time.monotonic() + timeout
         heard = self._hello is not None
         cancel_sent = False
@@ -312,6 +355,10 @@ class DaemonClient:
                 self.cancel(request_id)
                 cancel_sent = True
                 deadline = min(deadline, time.monotonic() + CANCEL_GRACE_S)
+            if watch_pid is not None and not process_alive(watch_pid):
+                self._reset()
+                raise DaemonGone(f"the daemon (pid {watch_pid}) stopped while working on "
+                                 "this job; the next try starts a fresh one")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 self._reset()
@@ -323,7 +370,8 @@ class DaemonClient:
                                         f"{timeout:.1f} s")
                 raise DaemonUnreachable(f"no daemon answered at {self.endpoint} within "
                                         f"{timeout:.1f} s: is it running?")
-            wait_s = remaining if cancel is None or cancel_sent else min(remaining, CANCEL_POLL_S)
+            polling = (cancel is not None and not cancel_sent) or watch_pid is not None
+            wait_s = min(remaining, CANCEL_POLL_S) if polling else remaining
             if not self._socket.poll(max(1, int(wait_s * 1000)), zmq.POLLIN):
                 continue
             message = decode(self._socket.recv_multipart(copy=False), CLIENT_LIMITS)
@@ -333,7 +381,11 @@ class DaemonClient:
             if not cancel_sent:
                 deadline = time.monotonic() + timeout
             if isinstance(message, Progress):
-                if on_progress is not None and not message.heartbeat:
+                if message.heartbeat:
+                    continue
+                if message.position is not None and on_queued is not None:
+                    on_queued(message.position)
+                elif on_progress is not None:
                     on_progress(message.stage, message.fraction)
             elif isinstance(message, Error):
                 raise daemon_error(message.code, message.message, field=message.field)
@@ -344,3 +396,12 @@ class DaemonClient:
             else:
                 raise WireError(f"expected {expected.KIND}, the daemon sent {message.KIND}",
                                 code=BAD_FRAME)
+
+    def _local_pid(self) -> int | None:
+        """The daemon's pid when it runs on this machine and said so in ``hello``."""
+        hello = self._hello
+        if hello is None or not hello.pid or not is_local_endpoint(self.endpoint):
+            return None
+        if hello.host and hello.host != socket.gethostname():
+            return None  # loopback into a container or VM: not our process table
+        return hello.pid

@@ -13,6 +13,7 @@ __all__ = [
     "AuthFailed",
     "Cancelled",
     "DaemonError",
+    "DaemonGone",
     "DaemonTimeout",
     "DaemonUnreachable",
     "MessageTooLarge",
@@ -72,6 +73,21 @@ class WireError(ProtocolError):
     #: daemon's error reply reaches the request that caused it
     request_id: str | None = None
 
+    def __init__(self, message: str, *, code: str | None = None, field: str | None = None):
+        # a refusal may quote what the sender sent (a knob name, a value): clip it,
+        # so neither the reply nor the daemon's log grows at the sender's pace
+        super().__init__(_clip(message, MAX_REFUSAL_CHARS), code=code,
+                         field=None if field is None else _clip(field, MAX_FIELD_CHARS))
+
+
+#: longest ``message`` and ``field`` of a refusal (characters)
+MAX_REFUSAL_CHARS = 300
+MAX_FIELD_CHARS = 120
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
 
 class MessageTooLarge(WireError):
     """A frame or image over the limits: refused before sending or reading it."""
@@ -106,6 +122,10 @@ class DaemonUnreachable(ProtocolError):
 
 class DaemonTimeout(DaemonUnreachable):
     """A daemon was talking to us and then went silent for longer than the timeout."""
+
+
+class DaemonGone(DaemonUnreachable):
+    """The local daemon's process ended while it had our job (crash, kill, restart)."""
 
 
 _BY_CODE: dict[str, type[DaemonError]] = {

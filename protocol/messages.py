@@ -14,27 +14,18 @@ is present.
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
-from .constants import (
-    LAYER_NAMES,
-    MAX_MASK_FEATHER,
-    MIN_WORKING_PIXELS,
-    PROTOCOL_VERSION,
-    REGION_BOOL_KNOBS,
-    REGION_FLOAT_KNOBS,
-    REGION_NAMES,
-)
+from .constants import LAYER_NAMES, PROTOCOL_VERSION
 from .errors import BAD_FRAME, BAD_HEADER, BAD_PARAMS, TOO_LARGE, UNKNOWN_KIND, WireError
 from .framing import FrameSpec, Limits, as_buffer, pack, unpack
+from .request import JobParams
 
 __all__ = [
     "Cancel", "Error", "Hello", "HelloReply", "Message", "Ping", "Pixels", "Pong", "Progress",
-    "Result", "Stylize", "decode", "encode", "style_key", "validate_regions",
-    "MIN_WORKING_PIXELS",
+    "Result", "Stylize", "decode", "encode", "style_key",
 ]
 
 
@@ -165,67 +156,6 @@ def _field(header: Mapping[str, Any], key: str, kind: type | tuple[type, ...], d
     return value
 
 
-def validate_regions(regions: Any) -> dict[str, dict[str, float | bool]]:
-    """Check region names, knob names, types and ranges; return a clean copy.
-
-    Raises ``WireError(bad_params)`` naming the offending knob, e.g.
-    ``regions.portrait.strength``. Used by the client before sending and by the
-    daemon on receipt, so both refuse exactly the same requests.
-    """
-    if regions is None:
-        return {}
-    if not isinstance(regions, Mapping):
-        raise WireError("regions must be a map of region → knobs", code=BAD_PARAMS,
-                        field="regions")
-    clean: dict[str, dict[str, float | bool]] = {}
-    for region, knobs in regions.items():
-        where = f"regions.{region}"
-        if region not in REGION_NAMES:
-            raise WireError(f"unknown region {region!r}; known: {', '.join(REGION_NAMES)}",
-                            code=BAD_PARAMS, field=where)
-        if not isinstance(knobs, Mapping):
-            raise WireError(f"{where} must be a map of knob → value", code=BAD_PARAMS,
-                            field=where)
-        clean[region] = {}
-        for knob, value in knobs.items():
-            clean[region][knob] = _check_knob(f"{where}.{knob}", knob, value)
-    return clean
-
-
-def _check_knob(where: str, knob: Any, value: Any) -> float | bool:
-    if knob in REGION_BOOL_KNOBS:
-        if not isinstance(value, bool):
-            raise WireError(f"{where} must be true or false, got {value!r}", code=BAD_PARAMS,
-                            field=where)
-        return value
-    if knob in REGION_FLOAT_KNOBS:
-        low, high = REGION_FLOAT_KNOBS[knob]
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise WireError(f"{where} must be a number, got {value!r}", code=BAD_PARAMS,
-                            field=where)
-        if not (math.isfinite(value) and low <= value <= high):
-            raise WireError(f"{where} = {value} is outside {low} … {high}", code=BAD_PARAMS,
-                            field=where)
-        return float(value)
-    known = ", ".join([*REGION_FLOAT_KNOBS, *REGION_BOOL_KNOBS])
-    raise WireError(f"unknown knob {where!r}; known: {known}", code=BAD_PARAMS, field=where)
-
-
-def validate_outputs(outputs: Any) -> tuple[str, ...]:
-    """A non-empty list of distinct layer names, order kept."""
-    if not isinstance(outputs, list | tuple) or not outputs:
-        raise WireError(f"outputs must be a non-empty list from {', '.join(LAYER_NAMES)}",
-                        code=BAD_PARAMS, field="outputs")
-    seen: list[str] = []
-    for name in outputs:
-        if name not in LAYER_NAMES:
-            raise WireError(f"unknown output {name!r}; known: {', '.join(LAYER_NAMES)}",
-                            code=BAD_PARAMS, field="outputs")
-        if name not in seen:
-            seen.append(name)
-    return tuple(seen)
-
-
 # -------------------------------------------------------------------------- messages
 
 
@@ -262,6 +192,13 @@ class Hello(Message):
 
 @dataclass
 class HelloReply(Message):
+    """Who the daemon is and what it accepts (SPEC.md §5 "hello_reply").
+
+    The identity fields (pid, host, installation, uptime, queue) let a client
+    say which daemon it is using, notice one from another installation, and
+    watch a local daemon's process.
+    """
+
     KIND: ClassVar[str] = "hello_reply"
 
     protocol: int = PROTOCOL_VERSION
@@ -274,6 +211,12 @@ class HelloReply(Message):
     auth_required: bool = False
     auth_ok: bool = True
     pipeline: dict[str, Any] = field(default_factory=dict)
+    pid: int = 0
+    host: str = ""
+    installation: str = ""
+    uptime_s: float = 0.0
+    queue: int = 0
+    running: int = 0
 
     def header_fields(self) -> dict[str, Any]:
         base = {f.name for f in fields(Message)}
@@ -297,6 +240,12 @@ class HelloReply(Message):
             auth_required=_field(header, "auth_required", bool, False),
             auth_ok=_field(header, "auth_ok", bool, True),
             pipeline=_field(header, "pipeline", dict, {}),
+            pid=_field(header, "pid", int, 0),
+            host=str(header.get("host", "")),
+            installation=str(header.get("installation", "")),
+            uptime_s=float(_field(header, "uptime_s", (int, float), 0.0)),
+            queue=_field(header, "queue", int, 0),
+            running=_field(header, "running", int, 0),
         )
 
 
@@ -312,7 +261,11 @@ class Pong(Message):
 
 @dataclass
 class Stylize(Message):
-    """One stylize request; see SPEC.md §5 "stylize" for every field."""
+    """One stylize request: pixels as frames, everything else in ``params``.
+
+    SPEC.md §5 "stylize" lists the fields; ``protocol.request.JobParams`` owns
+    them and their validation.
+    """
 
     KIND: ClassVar[str] = "stylize"
 
@@ -320,21 +273,12 @@ class Stylize(Message):
     style: Pixels | None = None
     style_key: str | None = None
     mask: Pixels | None = None
-    outputs: tuple[str, ...] = LAYER_NAMES
-    regions: dict[str, dict[str, float | bool]] = field(default_factory=dict)
-    whole_image: bool = False
-    max_working_pixels: int | None = None
-    mask_feather: float | None = None
+    params: JobParams = field(default_factory=JobParams)
 
     def header_fields(self) -> dict[str, Any]:
-        fields: dict[str, Any] = {"outputs": list(self.outputs), "regions": self.regions,
-                                  "whole_image": self.whole_image}
+        fields = self.params.to_header()
         if self.style_key is not None:
             fields["style_key"] = self.style_key
-        if self.max_working_pixels is not None:
-            fields["max_working_pixels"] = self.max_working_pixels
-        if self.mask_feather is not None:
-            fields["mask_feather"] = self.mask_feather
         return fields
 
     def frames(self) -> list[tuple[str, Pixels]]:
@@ -376,24 +320,8 @@ class Stylize(Message):
         if style is None and key is None:
             raise WireError("stylize needs a 'style' frame or a 'style_key'", code=BAD_PARAMS,
                             field="style_key")
-        max_working = _field(header, "max_working_pixels", int, None, code=BAD_PARAMS)
-        if max_working is not None and max_working < MIN_WORKING_PIXELS:
-            raise WireError(f"max_working_pixels must be ≥ {MIN_WORKING_PIXELS}",
-                            code=BAD_PARAMS, field="max_working_pixels")
-        feather = _field(header, "mask_feather", (int, float), None, code=BAD_PARAMS)
-        if feather is not None and not (math.isfinite(feather)
-                                        and 0 <= feather <= MAX_MASK_FEATHER):
-            raise WireError(f"mask_feather must be in 0 … {MAX_MASK_FEATHER} px",
-                            code=BAD_PARAMS, field="mask_feather")
-        return cls(
-            id=header["id"], token=header.get("token"), content=content, style=style,
-            style_key=key, mask=mask,
-            outputs=validate_outputs(header.get("outputs", list(LAYER_NAMES))),
-            regions=validate_regions(header.get("regions")),
-            whole_image=_field(header, "whole_image", bool, False, code=BAD_PARAMS),
-            max_working_pixels=max_working,
-            mask_feather=None if feather is None else float(feather),
-        )
+        return cls(id=header["id"], token=header.get("token"), content=content, style=style,
+                   style_key=key, mask=mask, params=JobParams.from_header(header))
 
 
 @dataclass

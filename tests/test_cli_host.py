@@ -141,9 +141,11 @@ def test_bad_param_exits_2_before_any_daemon(tmp_path: Path, images: dict[str, P
     res = _cli([str(images["content"]), "--style", str(images["style"]), "--out",
                 str(tmp_path / "out"), "--param", "portrait.bogus=1"], isolated_env(tmp_path))
     assert res.returncode == 2
+    from portrait_style.protocol.knobs import KNOBS
+
     assert _error_lines(res.stderr) == [
         "portrait-style: error: --param 'portrait.bogus=1': unknown knob 'bogus' for region "
-        "'portrait'; known: strength, w_low, w_high, structure, preserve_color"]
+        f"'portrait'; known: {', '.join(KNOBS)}"]
     assert not (tmp_path / "state").exists()  # no daemon was started
 
 
@@ -198,7 +200,7 @@ def test_stylize_writes_every_file(tmp_path: Path, images: dict[str, Path],
     doc = read_ora(out / "layers.ora")
     assert (doc.width, doc.height) == (W, H)
     group = doc.root.children[0]
-    assert isinstance(group, OraStack) and group.name == "Portrait style — style"
+    assert isinstance(group, OraStack) and group.name == "Portrait style — Style"
     assert [c.name for c in group.children] == ["Person mask", "Portrait", "Background"]
     assert doc.root.children[1].name == "astronaut"
     # noop finds no person: the artist is told, once, and progress went to stderr
@@ -245,7 +247,7 @@ def test_daemon_error_exits_5(tmp_path: Path, images: dict[str, Path]) -> None:
                     str(tmp_path / "out"), "--connect", endpoint, "-q"], isolated_env(tmp_path))
         assert res.returncode == 5, res.stderr
         lines = _error_lines(res.stderr)
-        assert len(lines) == 1 and "auth_failed" in lines[0], res.stderr
+        assert len(lines) == 1 and "token" in lines[0], res.stderr
         ok = _cli([str(images["content"]), "--style", str(images["style"]), "--out",
                    str(tmp_path / "out"), "--connect", endpoint, "-q"],
                   {**isolated_env(tmp_path), "PORTRAIT_STYLE_TOKEN": "sesame"})
@@ -359,7 +361,7 @@ def test_autostart_failure_shows_the_daemon_log(tmp_path: Path,
                    isolated_env(home, PORTRAIT_STYLE_ENDPOINT=endpoint), timeout=180)
     assert res.returncode == 4, res.stderr
     lines = _error_lines(res.stderr)
-    assert len(lines) == 1 and "could not start a daemon" in lines[0], res.stderr
+    assert len(lines) == 1 and "daemon could not start" in lines[0], res.stderr
     assert "last lines of its log" in lines[0]
     tail = res.stderr.split("last lines of its log:", 1)[1]
     assert tail.strip(), "the log tail is empty"
@@ -371,10 +373,13 @@ def test_autostart_failure_shows_the_daemon_log(tmp_path: Path,
 def test_launcher_paths_follow_portrait_style_home(tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     from portrait_style.plugin import launcher
-    from portrait_style.protocol.constants import DEFAULT_ENDPOINT
+    from portrait_style.protocol.endpoints import default_endpoint
 
     monkeypatch.setenv("PORTRAIT_STYLE_HOME", str(tmp_path))
-    log, ready = launcher.daemon_files(DEFAULT_ENDPOINT)
+    endpoint = default_endpoint()
+    assert endpoint == f"ipc://{tmp_path / 'run' / 'daemon.sock'}"
+    assert (tmp_path / "run").stat().st_mode & 0o777 == 0o700  # only this user gets in
+    log, ready = launcher.daemon_files(endpoint)
     assert log == tmp_path / "state" / "logs" / "daemon.log"
     assert ready.parent == tmp_path / "state"
     other_log, other_ready = launcher.daemon_files("tcp://127.0.0.1:6000")
@@ -389,29 +394,26 @@ def test_launcher_paths_follow_portrait_style_home(tmp_path: Path,
 
 
 def test_file_document_writes_the_contract(tmp_path: Path, images: dict[str, Path]) -> None:
-    """The CLI's Document, driven by the core with an in-process stand-in for the client."""
+    """The CLI's Document turns a plan (as the core makes it from a reply) into the files."""
     from portrait_style.plugin.cli_host import FileDocument
-    from portrait_style.plugin.core import StylizeOptions, run_stylize
+    from portrait_style.plugin.core import SourceLayer, plan_layers
     from portrait_style.plugin.imageio import load_image
     from portrait_style.plugin.ora import read_ora
-
-    class Reply:
-        def __init__(self, layers: dict[str, np.ndarray]) -> None:
-            self.layers, self.info = layers, {"person_found": True}
-
-    class Client:  # background = inverted content, portrait = content, mask = right 2/3
-        def stylize(self, content: np.ndarray, style: np.ndarray, **kw: object) -> Reply:
-            mask = np.asarray(Image.open(images["mask"]))
-            inv = content.copy()
-            inv[..., :3] = 255 - inv[..., :3]
-            return Reply({"background": inv, "portrait": content.copy(), "mask": mask})
+    from portrait_style.protocol.messages import Pixels
 
     pixels = load_image(images["content"])
+    mask = np.asarray(Image.open(images["mask"]))
+    inverted = pixels.copy()
+    inverted[..., :3] = 255 - inverted[..., :3]
+
+    class Reply:  # background = inverted content, portrait = content, mask = right 2/3
+        layers = {"background": inverted, "portrait": pixels.copy(), "mask": mask}
+        info = {"person_found": True}
+
+    source = SourceLayer("astronaut", Pixels.from_array(pixels))
+    plan = plan_layers(Reply(), source, "Style")
     doc = FileDocument(images["content"], pixels, tmp_path / "out")
-    outcome = run_stylize(doc, StylizeOptions(style_path=images["style"],
-                                              outputs=("background", "portrait", "mask")),
-                          Client(), load_image=load_image)
-    assert outcome.notices == []
+    doc.add_result_group(plan, images["content"])
     assert sorted(p.name for p in doc.written) == [
         "background.png", "composite.png", "layers.ora", "mask.png", "portrait.png"]
     composite = np.asarray(Image.open(tmp_path / "out" / "composite.png"))
@@ -420,3 +422,4 @@ def test_file_document_writes_the_contract(tmp_path: Path, images: dict[str, Pat
     assert np.array_equal(left[:, :3], 255 - pixels[:, 0, :3])
     ora = read_ora(tmp_path / "out" / "layers.ora")
     assert ora.find("Portrait").pixels[:, 0, 3].max() == 0  # cut away where mask = 0
+    assert "write_s" in doc.timings

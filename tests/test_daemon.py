@@ -28,6 +28,7 @@ from portrait_style.protocol.client import DaemonClient
 from portrait_style.protocol.constants import PROTOCOL_VERSION
 from portrait_style.protocol.framing import CLIENT_LIMITS
 from portrait_style.protocol.messages import Pixels, Stylize, decode, encode, style_key
+from portrait_style.protocol.request import JobParams
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 RNG = np.random.default_rng(11)
@@ -213,7 +214,7 @@ def test_malformed_requests_get_error_replies_and_daemon_survives(raw):
     assert (reply.code, reply.id) == (errors.BAD_FRAME, "f1")
     frames = encode(Stylize(id="p1", content=Pixels.from_array(_image(8, 8, 3)),
                             style=Pixels.from_array(STYLE),
-                            regions={"portrait": {"strength": 0.5}}))
+                            params=JobParams(regions={"portrait": {"strength": 0.5}})))
     header = msgpack.unpackb(frames[0])
     header["regions"]["portrait"]["strength"] = 3.0
     reply = raw([msgpack.packb(header), *frames[1:]])
@@ -300,13 +301,14 @@ def test_token_required_when_configured(tmp_path):
             assert client.stylize(_image(8, 8, 3), STYLE, outputs=["mask"]).layers
 
 
-def test_non_loopback_bind_without_token_is_refused(tmp_path):
+def test_non_loopback_bind_without_curve_is_refused(tmp_path):
+    # a token alone no longer opens a network bind: it would travel in clear
     proc = subprocess.run(
         [sys.executable, "-m", "portrait_style", "serve", "--engine", "noop", "--bind",
-         "tcp://0.0.0.0:5599"], env=isolated_env(tmp_path), capture_output=True, text=True,
-        timeout=60)
+         "tcp://0.0.0.0:5599", "--token", "s3cret"], env=isolated_env(tmp_path),
+        capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
-    assert "without a token" in proc.stderr and "--token" in proc.stderr
+    assert "without a CURVE key pair" in proc.stderr and "keys create server" in proc.stderr
 
 
 # ------------------------------------------------------------ daemon gone / stop

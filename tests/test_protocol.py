@@ -32,8 +32,8 @@ from portrait_style.protocol.messages import (
     decode,
     encode,
     style_key,
-    validate_regions,
 )
+from portrait_style.protocol.request import JobParams, check_regions
 
 LIMITS = Limits.for_pixels(100_000)
 RNG = np.random.default_rng(7)
@@ -43,9 +43,14 @@ def _image(h: int, w: int, c: int) -> np.ndarray:
     return RNG.integers(0, 256, size=(h, w, c), dtype=np.uint8)
 
 
+_PARAM_FIELDS = {"outputs", "regions", "whole_image", "max_working_pixels", "mask_feather"}
+
+
 def _stylize(**overrides) -> Stylize:
+    """A stylize message; request parameters among ``overrides`` go into its JobParams."""
+    params = {k: overrides.pop(k) for k in list(overrides) if k in _PARAM_FIELDS}
     fields = {"id": "r1", "content": Pixels.from_array(_image(12, 10, 4)),
-              "style": Pixels.from_array(_image(8, 8, 3))}
+              "style": Pixels.from_array(_image(8, 8, 3)), "params": JobParams(**params)}
     fields.update(overrides)
     return Stylize(**fields)
 
@@ -152,10 +157,10 @@ def test_stylize_round_trip_with_all_fields():
     assert np.array_equal(back.content.to_array(), content)
     assert np.array_equal(back.style.to_array(), style)
     assert np.array_equal(back.mask.to_array(), mask[:, :, 0])
-    assert back.outputs == ("mask", "portrait") and back.whole_image
-    assert back.regions == {"portrait": {"strength": 0.3, "preserve_color": True}}
-    assert back.max_working_pixels == 70_000 and back.token == "secret"
-    assert back.mask_feather == 2.5
+    assert back.params.outputs == ("mask", "portrait") and back.params.whole_image
+    assert back.params.regions == {"portrait": {"strength": 0.3, "preserve_color": True}}
+    assert back.params.max_working_pixels == 70_000 and back.token == "secret"
+    assert back.params.mask_feather == 2.5
 
 
 def test_result_round_trip_and_defaults_of_stylize():
@@ -168,7 +173,7 @@ def test_result_round_trip_and_defaults_of_stylize():
     # a stylize that leaves everything optional out gets the documented defaults
     plain = decode(_reframe(encode(_stylize()), outputs=None, regions=None, whole_image=None),
                    LIMITS)
-    assert plain.outputs == LAYER_NAMES and plain.regions == {} and not plain.whole_image
+    assert plain.params == JobParams() and plain.params.outputs == LAYER_NAMES
 
 
 def test_unknown_header_fields_are_ignored():
@@ -312,10 +317,20 @@ def test_stylize_refuses_unknown_frames_and_header_only_kinds_refuse_frames():
     _refused(ping, errors.BAD_FRAME)
 
 
-def test_validate_regions_cleans_numbers():
-    assert validate_regions({"portrait": {"strength": 1, "w_low": 0.5}}) == {
+def test_check_regions_cleans_numbers():
+    assert check_regions({"portrait": {"strength": 1, "w_low": 0.5}}) == {
         "portrait": {"strength": 1.0, "w_low": 0.5}}
-    assert validate_regions(None) == {}
+    assert check_regions(None) == {}
+
+
+def test_deeply_nested_values_are_bad_params_not_a_crash():
+    deep: object = 1.0
+    for _ in range(2000):
+        deep = [deep]
+    with pytest.raises(errors.WireError) as info:
+        JobParams(regions={"portrait": {"strength": deep}}).check()
+    assert info.value.code == errors.BAD_PARAMS
+    assert info.value.field == "regions.portrait.strength" and len(info.value.message) < 200
 
 
 def test_unpack_returns_views_in_order():

@@ -1,0 +1,200 @@
+"""The one description of a stylize request's parameters, and its one validator.
+
+Why one type: the command line, both editors, the client and the daemon all
+handle the same request fields. Before this module each of them listed and
+checked the fields itself (five times, in five wordings). Now ``JobParams`` is
+the only place that names them: hosts build one, the client puts it on the wire
+with ``to_header``, the daemon reads it back with ``from_header`` — both through
+``check``, so client and daemon refuse exactly the same requests with the same
+``WireError(bad_params)`` naming the field. Adding a request option means adding
+one field here (and using it in the daemon).
+
+Pixels (content, style, mask) are not parameters: they travel as frames and
+are checked by ``framing`` and ``messages``. Torch- and numpy-free.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from .constants import (
+    LAYER_NAMES,
+    MAX_MASK_FEATHER,
+    MIN_WORKING_PIXELS,
+    REGION_BOOL_KNOBS,
+    REGION_FLOAT_KNOBS,
+    REGION_NAMES,
+)
+from .errors import BAD_PARAMS, WireError
+
+__all__ = ["JobParams", "check_outputs", "check_regions", "Regions"]
+
+Regions = dict[str, dict[str, float | bool]]
+
+
+def _bad(message: str, where: str) -> WireError:
+    return WireError(message, code=BAD_PARAMS, field=where)
+
+
+def _short(value: Any) -> str:
+    """A value for an error message, cut short (a hostile value can be huge or deep)."""
+    if isinstance(value, str | int | float | bool) or value is None:
+        text = repr(value)
+    else:
+        text = f"a {type(value).__name__}"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+@dataclass(frozen=True)
+class JobParams:
+    """Everything a stylize request says besides its pixels (SPEC.md §5 "stylize").
+
+    regions: {"background"|"portrait": {knob: value}}; knobs not given keep the
+        daemon's preset for that region (knobs: protocol.constants).
+    outputs: the layers wanted, from LAYER_NAMES, order kept.
+    whole_image: plain transfer with the background settings on the whole frame.
+    max_working_pixels: cap on the pixels the style network sees at once
+        (None: the daemon's default).
+    mask_feather: Gaussian softening of the segmented mask's edge in layer
+        pixels (None: the daemon's default); an artist's mask is never changed.
+    """
+
+    regions: Regions = field(default_factory=dict)
+    outputs: tuple[str, ...] = LAYER_NAMES
+    whole_image: bool = False
+    max_working_pixels: int | None = None
+    mask_feather: float | None = None
+
+    def check(self) -> JobParams:
+        """This request with every field validated and normalised, or ``WireError``."""
+        return JobParams(
+            regions=check_regions(self.regions),
+            outputs=check_outputs(self.outputs),
+            whole_image=_check_bool(self.whole_image, "whole_image"),
+            max_working_pixels=_check_working_pixels(self.max_working_pixels),
+            mask_feather=_check_feather(self.mask_feather),
+        )
+
+    def to_header(self) -> dict[str, Any]:
+        """The header fields of a ``stylize`` message (unset optional fields left out)."""
+        out: dict[str, Any] = {"outputs": list(self.outputs), "regions": self.regions,
+                               "whole_image": self.whole_image}
+        if self.max_working_pixels is not None:
+            out["max_working_pixels"] = self.max_working_pixels
+        if self.mask_feather is not None:
+            out["mask_feather"] = self.mask_feather
+        return out
+
+    @classmethod
+    def from_header(cls, header: Mapping[str, Any]) -> JobParams:
+        """Read and check the fields from a received header (unknown keys ignored)."""
+        names = {f.name for f in fields(cls)}
+        present = {k: v for k, v in header.items() if k in names and v is not None}
+        if "outputs" in present and isinstance(present["outputs"], list):
+            present["outputs"] = tuple(present["outputs"])
+        try:
+            raw = cls(**present)
+        except TypeError as exc:  # cannot happen with the filter above; be explicit anyway
+            raise _bad(f"bad stylize fields: {exc}", "header") from None
+        return raw.check()
+
+    def with_(self, **changes: Any) -> JobParams:
+        """A copy with some fields changed (then checked)."""
+        return replace(self, **changes).check()
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data for storing with a result (JSON-safe)."""
+        return {"regions": {r: dict(k) for r, k in self.regions.items()},
+                "outputs": list(self.outputs), "whole_image": self.whole_image,
+                "max_working_pixels": self.max_working_pixels,
+                "mask_feather": self.mask_feather}
+
+
+def _check_bool(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise _bad(f"{where} must be true or false, got {_short(value)}", where)
+    return value
+
+
+def _check_working_pixels(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _bad(f"max_working_pixels must be a whole number, got {_short(value)}",
+                   "max_working_pixels")
+    if value < MIN_WORKING_PIXELS:
+        raise _bad(f"max_working_pixels must be at least {MIN_WORKING_PIXELS}, got {value}",
+                   "max_working_pixels")
+    return int(value)
+
+
+def _check_feather(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _bad(f"mask_feather must be a number, got {_short(value)}", "mask_feather")
+    if not (math.isfinite(value) and 0 <= value <= MAX_MASK_FEATHER):
+        raise _bad(f"mask_feather must be in 0 … {MAX_MASK_FEATHER:g} px, got {_short(value)}",
+                   "mask_feather")
+    return float(value)
+
+
+def check_outputs(outputs: Any) -> tuple[str, ...]:
+    """A non-empty list of distinct layer names, order kept."""
+    if not isinstance(outputs, list | tuple) or not outputs:
+        raise _bad(f"outputs must be a non-empty list from {', '.join(LAYER_NAMES)}", "outputs")
+    seen: list[str] = []
+    for name in outputs:
+        if not isinstance(name, str) or name not in LAYER_NAMES:
+            raise _bad(f"unknown output {_short(name)}; known: {', '.join(LAYER_NAMES)}",
+                       "outputs")
+        if name not in seen:
+            seen.append(name)
+    return tuple(seen)
+
+
+def check_regions(regions: Any) -> Regions:
+    """Check region names, knob names, types and ranges; return a clean copy.
+
+    Raises ``WireError(bad_params)`` naming the offending knob, e.g.
+    ``regions.portrait.strength``.
+    """
+    if regions is None:
+        return {}
+    if not isinstance(regions, Mapping):
+        raise _bad("regions must be a map of region → knobs", "regions")
+    clean: Regions = {}
+    for region, knobs in regions.items():
+        if not isinstance(region, str) or region not in REGION_NAMES:
+            where = f"regions.{region[:40]}" if isinstance(region, str) else "regions"
+            raise _bad(f"unknown region {_short(region)}; known: {', '.join(REGION_NAMES)}",
+                       where)
+        where = f"regions.{region}"
+        if not isinstance(knobs, Mapping):
+            raise _bad(f"{where} must be a map of knob → value", where)
+        clean[region] = {}
+        for knob, value in knobs.items():
+            if not isinstance(knob, str):
+                raise _bad(f"{where}: knob names are text, got {_short(knob)}", where)
+            knob = knob[:40]
+            clean[region][knob] = _check_knob(f"{where}.{knob}", knob, value)
+    return clean
+
+
+def _check_knob(where: str, knob: str, value: Any) -> float | bool:
+    if knob in REGION_BOOL_KNOBS:
+        if not isinstance(value, bool):
+            raise _bad(f"{where} must be true or false, got {_short(value)}", where)
+        return value
+    if knob in REGION_FLOAT_KNOBS:
+        low, high = REGION_FLOAT_KNOBS[knob]
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _bad(f"{where} must be a number, got {_short(value)}", where)
+        if not (math.isfinite(value) and low <= value <= high):
+            raise _bad(f"{where} = {_short(value)} is outside {low:g} … {high:g}", where)
+        return float(value)
+    known = ", ".join([*REGION_FLOAT_KNOBS, *REGION_BOOL_KNOBS])
+    raise _bad(f"unknown knob {where!r}; known: {known}", where)
