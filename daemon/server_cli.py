@@ -86,9 +86,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGINT/SIGTERM; 0 on a clean stop, 1 when start-up fails, 2 on bad usage."""
-    from .server import DaemonServer, check_bind_allowed
-
     from ..protocol.endpoints import default_endpoint
+    from .server import DaemonServer, check_bind_allowed
 
     token = args.token or os.environ.get(TOKEN_ENV) or None
     try:

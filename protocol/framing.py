@@ -13,6 +13,7 @@ with ``copy=False``). Nothing here copies pixels.
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -23,6 +24,7 @@ from .constants import PROTOCOL_VERSION
 from .errors import (
     BAD_FRAME,
     BAD_HEADER,
+    BAD_PARAMS,
     UNSUPPORTED_VERSION,
     MessageTooLarge,
     WireError,
@@ -33,7 +35,13 @@ __all__ = ["DTYPES", "FrameSpec", "Limits", "as_buffer", "pack", "unpack"]
 #: element types a frame may carry (version 1: bytes only)
 DTYPES: tuple[str, ...] = ("uint8",)
 CHANNELS: tuple[int, ...] = (1, 3, 4)
+_REPR = reprlib.Repr()  # attributes, not keywords: Python 3.11
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlist, _REPR.maxdict = 3, 60, 60, 4, 4
 MAX_ID_LENGTH = 64
+#: deepest nesting of maps and lists a header may have (the deepest legal one,
+#: ``regions.portrait.strength`` inside the header map, is 3); checked before any
+#: field is read, so no value is ever formatted or walked recursively too deep
+MAX_HEADER_DEPTH = 8
 
 
 @dataclass(frozen=True)
@@ -111,12 +119,13 @@ class FrameSpec:
         for key in ("width", "height", "channels", "stride"):
             value = raw.get(key)
             if not _is_int(value) or value < 1:
-                raise WireError(f"{where}.{key} must be a positive integer, got {value!r}",
+                raise WireError(f"{where}.{key} must be a positive integer, got "
+                                f"{short_repr(value)}",
                                 code=BAD_FRAME, field=f"{where}.{key}")
             ints[key] = value
         dtype = raw.get("dtype", "uint8")
         if dtype not in DTYPES:
-            raise WireError(f"{where}.dtype {dtype!r} not supported (only {DTYPES})",
+            raise WireError(f"{where}.dtype {short_repr(dtype)} not supported (only {DTYPES})",
                             code=BAD_FRAME, field=f"{where}.dtype")
         if ints["channels"] not in CHANNELS:
             raise WireError(f"{where}.channels must be one of {CHANNELS}, got {ints['channels']}",
@@ -163,6 +172,7 @@ def unpack(
     header = _unpack_header(as_buffer(frames[0]), limits)
     request_id = header.get("id") if isinstance(header.get("id"), str) else None
     try:
+        _check_depth(header)
         _check_common(header)
         return header, _check_frames(header, frames[1:], limits)
     except WireError as err:
@@ -181,6 +191,35 @@ def _unpack_header(raw: memoryview, limits: Limits) -> dict[str, Any]:
     if not isinstance(header, dict):
         raise WireError("header is not a map", code=BAD_HEADER)
     return header
+
+
+def _check_depth(header: dict[str, Any]) -> None:
+    """Refuse headers nested deeper than ``MAX_HEADER_DEPTH`` (iteratively: no recursion).
+
+    Why: a value nested a thousand lists deep is legal msgpack but makes any
+    recursive walk or ``repr`` of it raise ``RecursionError``; refusing it here
+    answers ``bad_params`` under the request's id instead.
+    """
+    stack: list[tuple[Any, int]] = [(header, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_HEADER_DEPTH:
+            raise WireError(f"header nested deeper than {MAX_HEADER_DEPTH} levels",
+                            code=BAD_PARAMS, field="header")
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+
+
+def short_repr(value: Any, limit: int = 80) -> str:
+    """``repr`` for error messages: bounded in length and depth, whatever the value.
+
+    Why: refusals echo the offending value to the client and the log; a 60 kB
+    string must not become a 60 kB reply and log line.
+    """
+    text = _REPR.repr(value)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _check_common(header: dict[str, Any]) -> None:
@@ -223,7 +262,7 @@ def _check_frames(
     for index, (raw, frame) in enumerate(zip(raw_specs, frames, strict=True)):
         spec = FrameSpec.parse(raw, index)
         if spec.name in names:
-            raise WireError(f"frame name {spec.name!r} used twice", code=BAD_FRAME,
+            raise WireError(f"frame name {short_repr(spec.name)} used twice", code=BAD_FRAME,
                             field=f"frames[{index}].name")
         names.add(spec.name)
         if spec.pixels > max_pixels:
