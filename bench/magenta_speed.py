@@ -44,6 +44,32 @@ def _timed(fn) -> float:
     return (time.perf_counter() - start) * 1e3
 
 
+def ort_session(threads: int, spinning: bool = False):  # noqa: ANN201 (onnxruntime type)
+    """onnxruntime on the folded float graph of the Magenta transformer (CPU, ``threads``).
+
+    Shared with bench/pipeline.py, whose ``ratio_1024`` is measured against it.
+    Spinning off by default: alternating with torch's OpenMP threads on few cores,
+    onnxruntime's spin-waiting after each run would steal torch's time slices.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    with tempfile.TemporaryDirectory() as tmp:
+        folded = write_folded_float(fetch_file("magenta_transform"), Path(tmp) / "float.onnx")
+        return ort.InferenceSession(str(folded), options, providers=["CPUExecutionProvider"])
+
+
+def ort_feeds(content: np.ndarray, bottleneck: np.ndarray) -> dict[str, np.ndarray]:
+    """The graph's inputs: content [1,H,W,3] float 0..1 (NHWC), bottleneck [1,100]."""
+    return {"content_image": content,
+            "mobilenet_conv/Conv/BiasAdd": bottleneck.reshape(1, 1, 1, -1)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
@@ -60,27 +86,14 @@ def main() -> int:
     model.load_state_dict(load_converted("magenta_transform", convert_transformer,
                                          CONVERTER_VERSION))
     model = model.to(memory_format=torch.channels_last)
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = args.threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    # onnxruntime's pool spins after each run by default; alternating with torch's
-    # OpenMP threads on few cores, that spinning would steal torch's time slices
-    if not args.ort_spinning:
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    with tempfile.TemporaryDirectory() as tmp:
-        folded = write_folded_float(fetch_file("magenta_transform"), Path(tmp) / "float.onnx")
-        session = ort.InferenceSession(str(folded), options,
-                                       providers=["CPUExecutionProvider"])
+    session = ort_session(args.threads, args.ort_spinning)
 
     rng = np.random.default_rng(0)
     bottleneck = rng.standard_normal((1, BOTTLENECK_DIM)).astype(np.float32)
     rows = []
     for size in args.sizes:
         content = rng.random((1, size, size, 3), dtype=np.float32)
-        feeds = {"content_image": content,
-                 "mobilenet_conv/Conv/BiasAdd": bottleneck.reshape(1, 1, 1, -1)}
+        feeds = ort_feeds(content, bottleneck)
         x = torch.from_numpy(content).permute(0, 3, 1, 2)
         b = torch.from_numpy(bottleneck)
         with torch.inference_mode():

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from machine import machine_line
+from machine import machine_line, usable_cores
 
 # as the product's entry point does, before torch loads OpenMP (see portrait_style/cli.py)
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -125,9 +125,72 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+#: the layer size of the headline ratio (the product vs one plain onnxruntime pass)
+RATIO_SIZE = 1024
+
+
+def ratio_to_onnxruntime(client, args: argparse.Namespace) -> dict[str, float] | None:  # noqa: ANN001
+    """The product's 1024² end to end over one onnxruntime whole-image pass, same machine.
+
+    Numerator: a full job through the daemon (segment, both region passes, mask,
+    every layer, framing both ways). Denominator: the same Magenta transformer's
+    folded float graph in onnxruntime on the same photo, once, at the same size,
+    with as many threads as the daemon's torch has: what a user would get from a
+    generic runtime doing plain whole-image transfer. The two alternate (the
+    daemon is idle while onnxruntime runs) so a busy machine slows both alike;
+    the ratio is of the minima, each side's least disturbed run.
+    Returns None where it cannot be measured (no onnxruntime, a GPU run).
+    """
+    if args.device not in ("cpu", "auto") or _has_cuda():
+        return None
+    try:
+        from magenta_speed import ort_feeds, ort_session
+    except ImportError as exc:
+        print(f"ratio_{RATIO_SIZE}: skipped ({exc})", file=sys.stderr)
+        return None
+    session = ort_session(args.threads or usable_cores())
+    content, style = sample_pair(RATIO_SIZE)
+    feeds = ort_feeds((content.astype(np.float32) / 255.0)[None],
+                      np.random.default_rng(0).standard_normal((1, 100)).astype(np.float32))
+    session.run(None, feeds)
+    client.stylize(content, style)  # warm at this size
+    ours, theirs = [], []
+    for _ in range(max(3, args.reps)):
+        t0 = time.perf_counter()
+        client.stylize(content, style)
+        ours.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        session.run(None, feeds)
+        theirs.append(time.perf_counter() - t0)
+    return {"e2e_min_s": min(ours), "e2e_median_s": statistics.median(ours),
+            "ort_min_s": min(theirs), "ort_median_s": statistics.median(theirs),
+            "ratio": min(ours) / min(theirs),
+            "ratio_median": statistics.median(ours) / statistics.median(theirs)}
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def print_ratio(ratio: dict[str, float]) -> str:
+    line = (f"ratio_{RATIO_SIZE}={ratio['ratio']:.2f} (median {ratio['ratio_median']:.2f}; "
+            f"end to end {1000 * ratio['e2e_min_s']:.0f} ms min / "
+            f"{1000 * ratio['e2e_median_s']:.0f} ms median, onnxruntime one pass "
+            f"{1000 * ratio['ort_min_s']:.0f} / {1000 * ratio['ort_median_s']:.0f} ms)")
+    print(line, flush=True)
+    return line
+
+
 def through_daemon(engine: str, sizes: list[int], args: argparse.Namespace,
-                   sanet_dir: Path | None) -> dict[int, tuple[float, float]]:
-    """(first, warm median) end-to-end seconds per size through a daemon subprocess."""
+                   sanet_dir: Path | None, ratio: dict[str, float] | None = None
+                   ) -> dict[int, tuple[float, float]]:
+    """(first, warm median) end-to-end seconds per size through a daemon subprocess.
+
+    For the Magenta engine on the CPU it also measures ``ratio_to_onnxruntime``
+    into ``ratio`` (when given).
+    """
     from portrait_style.protocol.client import DaemonClient
 
     endpoint = f"tcp://127.0.0.1:{free_port()}"
@@ -156,6 +219,8 @@ def through_daemon(engine: str, sizes: list[int], args: argparse.Namespace,
                     client.stylize(content, style)
                     walls.append(time.perf_counter() - t0)
                 results[size] = (walls[0], statistics.median(walls[1:]))
+            if ratio is not None and engine == "magenta":
+                ratio.update(ratio_to_onnxruntime(client, args) or {})
         return results
     finally:
         daemon.terminate()
@@ -174,6 +239,9 @@ def main() -> None:
     parser.add_argument("--sanet-dir", type=Path, default=None)
     parser.add_argument("--no-daemon", action="store_true", help="skip the end-to-end runs")
     parser.add_argument("--markdown", type=Path, default=None, help="also write the table here")
+    parser.add_argument("--ratio-only", action="store_true",
+                        help=f"only ratio_{RATIO_SIZE}= (the product through the daemon over "
+                             "one onnxruntime pass)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--engine", default="magenta", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, default=512, help=argparse.SUPPRESS)
@@ -183,6 +251,13 @@ def main() -> None:
         return
     if args.quick:
         args.sizes, args.reps, args.engines = "512,1024", 2, "magenta"
+    ratio: dict[str, float] = {}
+    if args.ratio_only:
+        through_daemon("magenta", [], args, None, ratio)
+        print(f"Machine: {machine_line(args.device)}")
+        if ratio:
+            print_ratio(ratio)
+        return
     sizes = [int(s) for s in args.sizes.split(",")]
     rows = ["| engine | size | load s | first s | warm s | e2e first s | e2e warm s | "
             + " | ".join(STAGES) + " | peak RSS MB | CUDA max MB |",
@@ -192,7 +267,7 @@ def main() -> None:
         label = engine
         if engine == "sanet" and sanet_dir is None:
             sanet_dir, label = random_sanet_dir(), "sanet (random weights, speed only)"
-        e2e = {} if args.no_daemon else through_daemon(engine, sizes, args, sanet_dir)
+        e2e = {} if args.no_daemon else through_daemon(engine, sizes, args, sanet_dir, ratio)
         for size in sizes:
             r = run_child(engine, size, args, sanet_dir)
             first_e2e, warm_e2e = e2e.get(size, (float("nan"), float("nan")))
@@ -204,6 +279,8 @@ def main() -> None:
             print(rows[-1], file=sys.stderr, flush=True)
     table = "\n".join([f"Machine: {machine_line(args.device)}", "", *rows])
     print(table)
+    if ratio:
+        table += "\n\n" + print_ratio(ratio)
     if args.markdown:
         args.markdown.write_text(table + "\n")
 

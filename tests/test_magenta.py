@@ -94,7 +94,7 @@ def engine() -> MagentaEngine:
     _model_file("magenta_predict")
     _model_file("magenta_transform")
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    return MagentaEngine.load("cpu")
+    return MagentaEngine.load("cpu", half=False)  # float32: the port is checked exactly
 
 
 # -- the converter -----------------------------------------------------------------------
@@ -268,9 +268,20 @@ def test_style_is_center_cropped_not_squashed() -> None:
     assert prepared.min().item() > 0.99
 
 
-def test_half_needs_cuda() -> None:
-    with pytest.raises(ValueError, match="CUDA"):
+def test_half_needs_cuda_or_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    from portrait_style.daemon.engines import magenta as engine_module
+
+    monkeypatch.setattr(engine_module, "native_bf16", lambda: False)
+    with pytest.raises(ValueError, match="CUDA or a CPU with native bfloat16"):
         MagentaEngine.load("cpu", half=True)
+    assert not MagentaEngine.load("cpu").half  # the default falls back to float32
+
+
+def test_cpu_bf16_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    from portrait_style.daemon.engines import magenta as engine_module
+
+    monkeypatch.setenv(engine_module.CPU_BF16_ENV, "0")
+    assert not engine_module.native_bf16()
 
 
 @pytest.mark.gpu

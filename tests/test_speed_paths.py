@@ -85,15 +85,18 @@ class _BatchedMagenta(MagentaEngine):
         return self.transformer(batch, bottlenecks).float().contiguous()
 
 
-def _engines(real: bool) -> tuple[MagentaEngine, MagentaEngine]:
+def _engines(real: bool, half: bool = False) -> tuple[MagentaEngine, MagentaEngine]:
+    """(the engine as it is now, the batched float32 engine it replaced)."""
     if real:
         from portrait_style.weights.fetch import WeightsUnavailable
 
         try:
-            fast = MagentaEngine.load("cpu")
+            fast = MagentaEngine.load("cpu", half=half)
+            reference = MagentaEngine.load("cpu", half=False)
         except WeightsUnavailable as exc:
             pytest.skip(f"Magenta weights unavailable: {exc}")
-        plain = _BatchedMagenta(fast.predictor, fast.transformer, torch.device("cpu"), False)
+        plain = _BatchedMagenta(reference.predictor, reference.transformer,
+                                torch.device("cpu"), False)
         return fast, plain
     torch.manual_seed(0)
     predictor, transformer = StylePredictor(), StyleTransformer()
@@ -119,17 +122,41 @@ def _astronaut(size: int) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(content), np.ascontiguousarray(style)
 
 
-@pytest.mark.slow
-def test_a_real_job_matches_the_old_path_within_one_grey_level(selfie: Any) -> None:
-    """Real weights and segmenter, the default presets: every layer within 1/255 mean."""
-    fast, plain = _engines(real=True)
+def _job_layers(engines: tuple[MagentaEngine, MagentaEngine], segmenter: Any
+                ) -> list[dict[str, np.ndarray]]:
     content, style = _astronaut(384)
     job = StylizeJob(content=content, style=style, style_key="coffee",
                      regions=resolve_regions("magenta", {}))
-    results = [PortraitPipeline(engine, selfie, max_working_pixels=1 << 20).run(job, JobContext())
-               for engine in (fast, plain)]
-    for name, new in results[0].layers.items():
-        old = results[1].layers[name]
-        diff = np.abs(new.astype(np.int16) - old.astype(np.int16))
+    return [PortraitPipeline(engine, segmenter, max_working_pixels=1 << 20).run(
+        job, JobContext()).layers for engine in engines]
+
+
+def _grey_level_diffs(new: dict[str, np.ndarray], old: dict[str, np.ndarray]
+                      ) -> dict[str, np.ndarray]:
+    assert new.keys() == old.keys()
+    return {name: np.abs(new[name].astype(np.int16) - old[name].astype(np.int16))
+            for name in new}
+
+
+@pytest.mark.slow
+def test_a_real_job_matches_the_old_path_within_one_grey_level(selfie: Any) -> None:
+    """Real weights and segmenter, default presets, float32: every layer as before."""
+    new, old = _job_layers(_engines(real=True), selfie)
+    for name, diff in _grey_level_diffs(new, old).items():
         assert diff.mean() <= 1.0, (name, diff.mean())
         assert diff.max() <= 2, (name, diff.max())
+
+
+@pytest.mark.slow
+def test_cpu_bfloat16_stays_within_one_grey_level_of_float32(selfie: Any) -> None:
+    """The bfloat16 transformer (CPUs with native bf16): mean within 1/255 of the old path."""
+    from portrait_style.daemon.engines.magenta import native_bf16
+
+    if not native_bf16():
+        pytest.skip("this CPU has no native bfloat16 (AVX512-BF16 / AMX)")
+    engines = _engines(real=True, half=True)
+    assert engines[0].describe()["dtype"] == "bfloat16"
+    new, old = _job_layers(engines, selfie)
+    for name, diff in _grey_level_diffs(new, old).items():
+        assert diff.mean() <= 1.0, (name, diff.mean())
+        assert (diff > 8).mean() < 1e-3, (name, (diff > 8).mean())
