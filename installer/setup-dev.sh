@@ -16,4 +16,6 @@ fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check $TORCH_SPEC
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
 .venv/bin/portrait-style weights fetch >/dev/null
+# the config file the editor plug-ins read: start the daemon from this checkout's .venv
+.venv/bin/portrait-style config --init >/dev/null
 echo "set-up done: .venv ready, embedded model files verified" >&2

@@ -23,7 +23,6 @@ A client is meant for one thread at a time.
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import os
 import socket
@@ -85,10 +84,31 @@ CANCEL_POLL_S = 0.05
 MISSED_HEARTBEATS = 3
 
 
+def _numpy_available() -> bool:
+    try:
+        import numpy  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def process_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists on this machine (signal 0 probes, sends nothing)."""
+    """Whether process ``pid`` runs on this machine (signal 0 probes, sends nothing).
+
+    A process that died but was not yet reaped by its parent (a daemon the
+    editor itself started) still answers signal 0: on Linux its state in
+    ``/proc`` tells the truth ("Z", a zombie, is dead for us).
+    """
     if os.name != "posix":
         return True  # no cheap probe: rely on heartbeats
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            state = fh.read().rsplit(b")", 1)[1].split()[0]
+        return state not in (b"Z", b"X")
+    except FileNotFoundError:
+        return False
+    except (OSError, IndexError):
+        pass  # no /proc (macOS): signal 0 below
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -135,8 +155,7 @@ class DaemonClient:
         self.endpoint = endpoint or configured_or_default()
         self.timeout_s = float(timeout_s)
         self.token = token if token is not None else (os.environ.get(TOKEN_ENV) or None)
-        self.as_arrays = (importlib.util.find_spec("numpy") is not None
-                          if as_arrays is None else as_arrays)
+        self.as_arrays = _numpy_available() if as_arrays is None else as_arrays
         self._ctx = context or zmq.Context.instance()
         #: CURVE keys for a daemon that requires them (protocol/curve.py); None: plaintext
         self.curve = curve

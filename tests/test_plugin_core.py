@@ -13,25 +13,27 @@ from typing import Any
 
 import numpy as np
 import pytest
+from fake_document import FakeDocument
 from PIL import Image
 
 from portrait_style.plugin import core
+from portrait_style.plugin.contract import run_contract
 from portrait_style.plugin.core import (
-    Document,
-    LayerPlan,
     OptionError,
     PlanError,
     SourceLayer,
     StylizeOptions,
-    build_request,
     parse_param,
     parse_params,
     plan_layers,
-    run_stylize,
+    readable_style_name,
 )
+from portrait_style.plugin.document import Document
 from portrait_style.plugin.imageio import ImageReadError, load_image, load_mask, save_png
-from portrait_style.plugin.ora import OraError, OraStack, read_ora, write_plan_ora
-from portrait_style.protocol.errors import Cancelled
+from portrait_style.plugin.ora import OraError, OraStack, read_ora
+from portrait_style.plugin.outputs import compose_bands, write_outputs
+from portrait_style.plugin.record import JobRecord, RecordError
+from portrait_style.protocol.messages import Pixels
 
 W, H = 40, 24
 
@@ -112,68 +114,72 @@ def test_options_send_only_what_was_set_and_params_win() -> None:
         StylizeOptions(background_strength=2.0).regions()
 
 
-# --- request -------------------------------------------------------------------------------
+# --- request parameters ----------------------------------------------------------------
 
 
-def test_build_request_checks_pixels_mask_and_outputs() -> None:
-    content = _source(alpha=True)
-    style = np.zeros((16, 16, 4), np.uint8)
-    req = build_request(content, StylizeOptions(style_pixels=style, portrait_strength=0.5))
-    kwargs = req.kwargs()
-    assert kwargs["style"].shape == (16, 16, 3)  # the painting's alpha is dropped
-    assert np.array_equal(kwargs["content"], content)
-    assert kwargs["regions"] == {"portrait": {"strength": 0.5}}
-    assert kwargs["outputs"] == ("background", "portrait", "mask", "composite")
-    assert kwargs["mask"] is None
-    with pytest.raises(OptionError, match="no style"):
-        build_request(content, StylizeOptions())
-    with pytest.raises(OptionError, match="mask is 5×5"):
-        build_request(content, StylizeOptions(style_pixels=style,
-                                              mask=np.zeros((5, 5), np.uint8)))
-    with pytest.raises(OptionError, match="outputs"):
-        build_request(content, StylizeOptions(style_pixels=style, outputs=("sky",)))
-    with pytest.raises(OptionError, match="H×W×3 or H×W×4"):
-        build_request(np.zeros((4, 4), np.uint8), StylizeOptions(style_pixels=style))
-    with pytest.raises(OptionError, match="at least"):
-        build_request(content, StylizeOptions(style_pixels=style, max_working_pixels=100))
+def test_params_always_bring_the_mask_with_the_portrait() -> None:
+    params = StylizeOptions(portrait_strength=0.5).params()
+    assert params.outputs == ("background", "portrait", "mask", "composite")
+    assert params.regions == {"portrait": {"strength": 0.5}}
+    assert StylizeOptions(outputs=("portrait",)).params().outputs == ("portrait", "mask")
+    assert StylizeOptions(outputs=("background",)).params().outputs == ("background",)
+
+
+@pytest.mark.parametrize("options, fragment", [
+    (StylizeOptions(outputs=("sky",)), "unknown output 'sky'"),
+    (StylizeOptions(max_working_pixels=100), "at least 65536"),
+    (StylizeOptions(mask_feather=-1.0), "mask_feather"),
+    (StylizeOptions(portrait_strength=3.0), "--portrait-strength"),
+])
+def test_params_refuse_in_one_wording(options: StylizeOptions, fragment: str) -> None:
+    with pytest.raises(OptionError, match=fragment):
+        options.params()
+
+
+@pytest.mark.parametrize("path, name", [
+    ("/x/starry_night.jpg", "Starry Night"),
+    ("the-great-wave.png", "The Great Wave"),
+    ("VanGogh_Irises.tif", "VanGogh Irises"),
+    ("a.b.c.png", "A B C"),
+])
+def test_style_names_are_made_readable(path: str, name: str) -> None:
+    assert readable_style_name(path) == name
+    assert StylizeOptions(style_path=Path(path)).display_style_name() == name
 
 
 # --- the layer plan ----------------------------------------------------------------------
 
 
+def _source_layer(alpha: bool, offset: tuple[int, int] = (0, 0)) -> SourceLayer:
+    return SourceLayer("photo", Pixels.from_array(_source(alpha)), offset, layer_id="L1")
+
+
 @pytest.mark.parametrize("alpha", [True, False])
 def test_plan_follows_the_layer_contract(alpha: bool) -> None:
     src = _source(alpha)
-    plan = plan_layers(_reply(4 if alpha else 3), "photo", "Starry Night", (7, 3), (W, H),
-                       src[..., 3] if alpha else None)
+    plan = plan_layers(_reply(4 if alpha else 3), _source_layer(alpha, (7, 3)), "Starry Night")
     assert plan.group_name == "Portrait style — Starry Night"
     assert [p.name for p in plan.layers] == ["Portrait", "Background"]  # top first
     portrait, background = plan.layers
-    assert portrait.mask is not None and np.array_equal(portrait.mask, plan.mask)
+    assert portrait.mask is not None and portrait.mask.tobytes() == plan.mask.tobytes()
     assert background.mask is None
     assert plan.offset == (7, 3) and plan.size == (W, H)
     for layer in plan.layers:
-        assert layer.pixels.shape == src.shape  # full frame, the source's channels
+        arr = layer.pixels.to_array()
+        assert arr.shape == src.shape  # full frame, the source's channels
         if alpha:
-            assert np.array_equal(layer.pixels[..., 3], src[..., 3])  # alpha kept exactly
-    assert tuple(portrait.pixels[0, 0, :3]) == (30, 30, 200)
-    assert tuple(background.pixels[0, 0, :3]) == (200, 30, 30)
+            assert np.array_equal(arr[..., 3], src[..., 3])  # alpha kept exactly
+    assert tuple(portrait.pixels.to_array()[0, 0, :3]) == (30, 30, 200)  # not cut
+    assert tuple(background.pixels.to_array()[0, 0, :3]) == (200, 30, 30)
 
 
 def test_plan_rejects_replies_that_do_not_fit() -> None:
     bad = _reply(3)
     bad.layers["background"] = np.zeros((H + 1, W, 3), np.uint8)
     with pytest.raises(PlanError, match="background at 40×25"):
-        plan_layers(bad, "photo", "s", (0, 0), (W, H))
+        plan_layers(bad, _source_layer(False), "s")
     with pytest.raises(PlanError, match="none of the requested"):
-        plan_layers(Reply({}), "photo", "s", (0, 0), (W, H))
-
-
-def test_compose_blends_through_the_mask() -> None:
-    plan = plan_layers(_reply(3), "p", "s", (0, 0), (W, H))
-    out = core.compose(plan.layer("Background").pixels, plan.layer("Portrait").pixels,
-                       plan.mask)
-    assert tuple(out[0, 0]) == (30, 30, 200) and tuple(out[0, -1]) == (200, 30, 30)
+        plan_layers(Reply({}), _source_layer(False), "s")
 
 
 def test_notice_when_no_person_found() -> None:
@@ -181,64 +187,41 @@ def test_notice_when_no_person_found() -> None:
     assert "no person" in core.notices({"person_found": False})[0]
 
 
-class FakeDocument:
-    """A Document in memory: records the one group it was asked to add."""
-
-    def __init__(self, pixels: np.ndarray) -> None:
-        self.pixels = pixels
-        self.groups: list[tuple[LayerPlan, SourceLayer]] = []
-
-    def active_layer(self) -> SourceLayer:
-        return SourceLayer("photo", self.pixels, (2, 5))
-
-    def add_layer_group(self, plan: LayerPlan, above: SourceLayer) -> None:
-        self.groups.append((plan, above))
+# --- documents, records, the contract -----------------------------------------------------
 
 
-class EchoClient:
-    """Answers stylize like the daemon's noop engine: the content as every layer."""
-
-    def __init__(self) -> None:
-        self.calls: list[dict[str, Any]] = []
-
-    def stylize(self, content: np.ndarray, style: np.ndarray, **kw: Any) -> Reply:
-        self.calls.append({"content": content, "style": style, **kw})
-        if kw.get("on_progress"):
-            kw["on_progress"]("stylize", 0.5)
-        mask = np.zeros(content.shape[:2], np.uint8)
-        return Reply({n: content.copy() for n in ("background", "portrait", "composite")}
-                     | {"mask": mask}, {"person_found": False})
-
-
-def test_run_stylize_reads_layer_sends_request_applies_plan(tmp_path: Path) -> None:
-    src = _source(alpha=True)
-    before = src.copy()
-    doc = FakeDocument(src)
+@pytest.mark.parametrize("alpha, offset", [(True, (5, 9)), (False, (0, 0))])
+def test_the_fake_document_keeps_the_contract(alpha: bool, offset: tuple[int, int]) -> None:
+    doc = FakeDocument(Pixels.from_array(_source(alpha)), offset)
     assert isinstance(doc, Document)
-    client = EchoClient()
-    stages: list[str] = []
-    style_file = tmp_path / "wave.png"
-    save_png(style_file, np.full((8, 8, 3), 90, np.uint8))
-    out = run_stylize(doc, StylizeOptions(style_path=style_file, portrait_strength=0.3),
-                      client, on_progress=lambda s, f: stages.append(s),
-                      load_image=load_image)
-    assert stages == ["stylize"]
-    assert client.calls[0]["regions"] == {"portrait": {"strength": 0.3}}
-    assert client.calls[0]["style"].shape == (8, 8, 3)
-    (plan, above), = doc.groups
-    assert plan.group_name == "Portrait style — wave" and above.name == "photo"
-    assert plan.offset == (2, 5)
-    assert np.array_equal(src, before)  # the source layer is never modified
-    assert out.notices and "no person" in out.notices[0]
+    assert run_contract(doc, doc.source) == []
 
 
-def test_run_stylize_stops_before_sending_when_cancelled() -> None:
-    doc, client, cancel = FakeDocument(_source(False)), EchoClient(), threading.Event()
-    cancel.set()
-    with pytest.raises(Cancelled):
-        run_stylize(doc, StylizeOptions(style_pixels=np.zeros((8, 8, 3), np.uint8)), client,
-                    cancel=cancel)
-    assert client.calls == [] and doc.groups == []
+def test_the_contract_catches_a_document_that_cuts_the_portrait() -> None:
+    class Cutting(FakeDocument):
+        def add_result_group(self, plan, above):  # noqa: ANN001, ANN201 - the interface's
+            group = super().add_result_group(plan, above)
+            portrait = group.children[0]
+            arr = portrait.pixels.to_array().copy()
+            arr[portrait.mask.to_array() == 0] = 0
+            portrait.pixels = Pixels.from_array(arr)
+            return group
+
+    doc = Cutting(Pixels.from_array(_source(True)))
+    failures = run_contract(doc, doc.source)
+    assert any("not cut" in f for f in failures), failures
+
+
+def test_job_records_round_trip_and_refuse_garbage() -> None:
+    record = JobRecord(style_path="/s/wave.png", style_sha256="a" * 64, style_name="Wave",
+                       params=StylizeOptions(portrait_strength=0.4).params().as_dict(),
+                       source_id="L1", source_name="photo")
+    back = JobRecord.from_json(record.to_json())
+    assert back == record
+    assert back.job_params().regions == {"portrait": {"strength": 0.4}}
+    for text in (None, "", "{not json", '{"format": 99}', '{"format": 1}'):
+        with pytest.raises(RecordError):
+            JobRecord.from_json(text)
 
 
 def test_core_imports_neither_torch_nor_the_daemon() -> None:
@@ -254,17 +237,20 @@ def test_core_imports_neither_torch_nor_the_daemon() -> None:
 # --- OpenRaster ------------------------------------------------------------------------
 
 
-def _plan_and_source(alpha: bool) -> tuple[LayerPlan, SourceLayer]:
+def _ora(tmp_path: Path, alpha: bool) -> tuple[Path, np.ndarray, dict[str, np.ndarray]]:
+    """layers.ora as the command-line host writes it, from a reply's layers."""
     src = _source(alpha)
-    source = SourceLayer("photo", src)
-    plan = plan_layers(_reply(4 if alpha else 3), "photo", "Starry Night", (0, 0), (W, H),
-                       source.alpha)
-    return plan, source
+    layers = dict(_reply(4 if alpha else 3).layers)
+    if alpha:
+        for name in ("background", "portrait"):
+            layers[name] = np.concatenate([layers[name][..., :3], src[..., 3:]], axis=2)
+    write_outputs(tmp_path, layers, source_name="photo", source=src,
+                  group_name="Portrait style — Starry Night")
+    return tmp_path / "layers.ora", src, layers
 
 
 def test_ora_container_rules(tmp_path: Path) -> None:
-    plan, source = _plan_and_source(alpha=True)
-    path = write_plan_ora(tmp_path / "layers.ora", plan, source)
+    path, _, _ = _ora(tmp_path, alpha=True)
     with zipfile.ZipFile(path) as zf:
         first = zf.infolist()[0]
         assert first.filename == "mimetype"
@@ -288,37 +274,38 @@ def test_ora_container_rules(tmp_path: Path) -> None:
 
 
 def test_ora_holds_the_group_above_the_source(tmp_path: Path) -> None:
-    plan, source = _plan_and_source(alpha=True)
-    doc = read_ora(write_plan_ora(tmp_path / "layers.ora", plan, source))
+    path, source, layers = _ora(tmp_path, alpha=True)
+    doc = read_ora(path)
+    mask = layers["mask"]
     group, bottom = doc.root.children
     assert isinstance(group, OraStack) and group.name == "Portrait style — Starry Night"
-    assert bottom.name == "photo" and np.array_equal(bottom.pixels, source.pixels)
+    assert bottom.name == "photo" and np.array_equal(bottom.pixels, source)
     assert [c.name for c in group.children] == ["Person mask", "Portrait", "Background"]
     mask_layer, portrait, background = group.children
     assert not mask_layer.visible and portrait.visible and background.visible
     for layer in group.children:
         assert layer.pixels.shape == (H, W, 4) and (layer.x, layer.y) == (0, 0)
     # mask travels as grey, opaque
-    assert np.array_equal(mask_layer.pixels[..., 0], plan.mask)
+    assert np.array_equal(mask_layer.pixels[..., 0], mask)
     assert (mask_layer.pixels[..., 3] == 255).all()
     # portrait cut by the mask: alpha = mask × source alpha
-    want = (plan.mask.astype(np.uint32) * source.pixels[..., 3] + 127) // 255
+    want = (mask.astype(np.uint32) * source[..., 3] + 127) // 255
     assert np.array_equal(portrait.pixels[..., 3], want.astype(np.uint8))
-    assert np.array_equal(background.pixels[..., 3], source.pixels[..., 3])
+    assert np.array_equal(background.pixels[..., 3], source[..., 3])
     # merged image = portrait where the mask is, background elsewhere (both over the source)
-    opaque = source.pixels[..., 3] == 255
+    opaque = source[..., 3] == 255
     left, right = opaque[:, : W // 2], opaque[:, W // 2:]
     assert (doc.merged[:, : W // 2][left][:, :3] == (30, 30, 200)).all()
     assert (doc.merged[:, W // 2:][right][:, :3] == (200, 30, 30)).all()
 
 
 def test_ora_rgb_source_layers_are_opaque(tmp_path: Path) -> None:
-    plan, source = _plan_and_source(alpha=False)
-    doc = read_ora(write_plan_ora(tmp_path / "layers.ora", plan, source))
+    path, _, layers = _ora(tmp_path, alpha=False)
+    doc = read_ora(path)
     assert (doc.find("Background").pixels[..., 3] == 255).all()
     assert (doc.merged[..., 3] == 255).all()
-    assert np.array_equal(doc.merged[..., :3], core.compose(
-        plan.layer("Background").pixels, plan.layer("Portrait").pixels, plan.mask))
+    assert np.array_equal(doc.merged[..., :3], compose_bands(
+        layers["background"], layers["portrait"], layers["mask"])[..., :3])
 
 
 def _rezip(src: Path, dst: Path, order: list[str], deflate_mimetype: bool) -> None:
@@ -335,8 +322,7 @@ def _rezip(src: Path, dst: Path, order: list[str], deflate_mimetype: bool) -> No
 ])
 def test_ora_reader_enforces_the_mimetype_rule(tmp_path: Path, mimetype_last: bool,
                                                deflate: bool, fragment: str) -> None:
-    plan, source = _plan_and_source(alpha=False)
-    good = write_plan_ora(tmp_path / "good.ora", plan, source)
+    good, _, _ = _ora(tmp_path, alpha=False)
     names = zipfile.ZipFile(good).namelist()
     order = names[1:] + names[:1] if mimetype_last else names
     bad = tmp_path / "bad.ora"
