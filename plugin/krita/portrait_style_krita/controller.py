@@ -1,0 +1,293 @@
+"""What the docker's buttons and the menu actions do, without any widget code.
+
+Why separate from the docker: Krita can show the docker in several windows
+and the actions exist even when the docker is hidden; both drive one
+``Controller`` per Krita instance, which owns the running job. The docker only
+draws what the controller's signals say. Everything here runs on the GUI
+thread; the daemon is only talked to from worker threads.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .qt import QUEUED, QObject, Signal
+from .runner import JobRunner
+from .runtime import LAYER_OUTPUTS, CoreUnavailable, core
+
+__all__ = ["Controller", "DockerOptions", "controller"]
+
+
+@dataclass
+class DockerOptions:
+    """What the docker's widgets hold (None strength: the daemon's preset)."""
+
+    style_path: Path | None = None
+    background_strength: float | None = None
+    portrait_strength: float | None = None
+    preserve_color: bool = False
+
+
+def _krita() -> Any:
+    from krita import Krita  # type: ignore[import-not-found]
+
+    return Krita.instance()
+
+
+def active_document_and_nodes() -> tuple[Any, list[Any]]:
+    """The active document and the layers selected in its view (active first)."""
+    app = _krita()
+    document = app.activeDocument()
+    nodes: list[Any] = []
+    window = app.activeWindow()
+    view = window.activeView() if window is not None else None
+    if view is not None and hasattr(view, "selectedNodes"):
+        try:
+            nodes = list(view.selectedNodes() or [])
+        except Exception:
+            nodes = []
+    return document, nodes
+
+
+class Controller(QObject):
+    """One per Krita instance: runs jobs, reports progress and the daemon's status.
+
+    Signals (all on the GUI thread):
+      busy(bool) — a job is running (the docker swaps Apply for Cancel);
+      progress(str, float) — stage name and fraction (< 0: unknown);
+      message(str, str) — level ("info", "warning", "error") and a sentence;
+      status(str) — the daemon line: endpoint, device, engine.
+    """
+
+    busy = Signal(bool)
+    progress = Signal(str, float)
+    message = Signal(str, str)
+    status = Signal(str)
+    _status_ready = Signal(str)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.runner: JobRunner | None = None
+        self._queue: list[tuple[Any, Any]] = []  # (KritaDocument, job) still to run
+        self._document: Any = None
+        self._status_ready.connect(self.status.emit, QUEUED)
+        self.last_status = ""
+        self.results: list[Any] = []
+
+    # ------------------------------------------------------------------ jobs
+
+    @property
+    def running(self) -> bool:
+        return self.runner is not None
+
+    def apply(self, options: DockerOptions) -> None:
+        """Stylize the active layer, or each selected layer, one job after another."""
+        if self.running:
+            self.message.emit("warning", "A job is already running; cancel it first.")
+            return
+        try:
+            modules = core()
+            from .document import KritaDocument
+            from .styles import load_style, remember_style
+
+            document, nodes = active_document_and_nodes()
+            if document is None:
+                raise modules["core"].OptionError("open an image first")
+            kdoc = KritaDocument(document, nodes)
+            layers = [info for info in kdoc.active_layers()
+                      if kdoc.result_group_of(info.ref) is None]
+            if not layers:
+                raise modules["core"].OptionError(
+                    "select the photo's layer (result groups are re-run, not restyled)")
+            stylize = modules["core"].StylizeOptions(
+                style_path=options.style_path,
+                background_strength=options.background_strength,
+                portrait_strength=options.portrait_strength,
+                preserve_color=options.preserve_color, outputs=LAYER_OUTPUTS)
+            jobs = [(kdoc, modules["job"].prepare_stylize(kdoc, info.ref, stylize, load_style,
+                                                          self._connection()))
+                    for info in layers]
+            if options.style_path is not None:
+                remember_style(options.style_path)
+        except Exception as exc:
+            self._fail(exc)
+            return
+        self._document = document
+        self._queue = jobs
+        self.results = []
+        self._next()
+
+    def rerun(self, region: str) -> None:
+        """Re-run "portrait" or "background" of the selected result group."""
+        if self.running:
+            self.message.emit("warning", "A job is already running; cancel it first.")
+            return
+        try:
+            modules = core()
+            from .document import KritaDocument
+            from .styles import load_style
+
+            document, nodes = active_document_and_nodes()
+            if document is None:
+                raise modules["core"].OptionError("open an image first")
+            active = document.activeNode()
+            kdoc = KritaDocument(document, nodes)
+            job = modules["job"].prepare_rerun(kdoc, active, region, load_style,
+                                               self._connection())
+        except Exception as exc:
+            self._fail(exc)
+            return
+        self._document = document
+        self._queue = [(kdoc, job)]
+        self.results = []
+        self._next()
+
+    def cancel(self) -> None:
+        self._queue = []
+        if self.runner is not None:
+            self.runner.cancel()
+            self.progress.emit("cancelling…", -1.0)
+
+    def _connection(self) -> Any:
+        return core()["job"].Connection(start_daemon=True)
+
+    def _next(self) -> None:
+        if not self._queue:
+            self.runner = None
+            self.busy.emit(False)
+            return
+        kdoc, job = self._queue[0]
+        self.runner = JobRunner(job, self)
+        self.runner.event.connect(self._on_event)
+        self.runner.finished.connect(lambda finished: self._on_finished(kdoc, finished))
+        self.busy.emit(True)
+        total = len(self._queue) + len(self.results)
+        prefix = f"{job.source.name}: " if total > 1 else ""
+        self.progress.emit(f"{prefix}connecting", -1.0)
+        self.runner.start()
+
+    def _on_event(self, event: Any) -> None:
+        job = self.runner.job if self.runner else None
+        prefix = f"{job.source.name}: " if job is not None and (self._queue[1:] or
+                                                                  self.results) else ""
+        stage = event.stage or event.state.value
+        if event.position is not None:
+            stage = f"queued (position {event.position})"
+        self.progress.emit(prefix + stage, event.fraction)
+
+    def _on_finished(self, kdoc: Any, job: Any) -> None:
+        modules = core()
+        state = modules["job"].JobState
+        self._queue = self._queue[1:]
+        if job.state is state.DONE:
+            try:
+                started = time.perf_counter()
+                group = modules["job"].apply(kdoc, job)
+                self.results.append(group)
+                for notice in job.notices:
+                    self.message.emit("warning", notice)
+                took = time.perf_counter() - started
+                self.message.emit("info", f"Done: {group.name()} ({took * 1000:.0f} ms to "
+                                  "build the layers)")
+                if job.daemon:
+                    self._status_ready.emit(self._describe(job.daemon, None))
+            except Exception as exc:
+                self._fail(exc)
+                self._queue = []
+        elif job.state is state.CANCELLED:
+            self.message.emit("info", "Cancelled: the image is unchanged.")
+            self._queue = []
+        else:
+            self.message.emit("error", job.error)
+            self._queue = []
+        self._next()
+
+    def _fail(self, exc: BaseException) -> None:
+        if isinstance(exc, CoreUnavailable):
+            self.message.emit("error", str(exc))
+            return
+        self.message.emit("error", core()["explain"].explain(exc))
+
+    # ----------------------------------------------------------- mask tools
+
+    def _selected_group(self) -> tuple[Any, Any]:
+        modules = core()
+        from .document import KritaDocument
+
+        document, nodes = active_document_and_nodes()
+        if document is None:
+            raise modules["core"].OptionError("open an image first")
+        kdoc = KritaDocument(document, nodes)
+        active = document.activeNode()
+        group = kdoc.result_group_of(active) if active is not None else None
+        if group is None:
+            raise modules["core"].OptionError(
+                "select a Portrait style result group (or a layer inside it)")
+        return kdoc, group
+
+    def mask_from_selection(self) -> None:
+        try:
+            kdoc, group = self._selected_group()
+            kdoc.mask_from_selection(group)
+            self.message.emit("info", "The selection is now the Portrait layer's mask.")
+        except Exception as exc:
+            self._fail(exc)
+
+    def selection_from_mask(self) -> None:
+        try:
+            kdoc, group = self._selected_group()
+            kdoc.selection_from_mask(group)
+            self.message.emit("info", "Selected the Portrait layer's mask.")
+        except Exception as exc:
+            self._fail(exc)
+
+    # ---------------------------------------------------------------- status
+
+    def refresh_status(self) -> None:
+        """Ask the daemon who it is, on a worker thread; ``status`` gets the line."""
+        def work() -> None:
+            try:
+                modules = core()
+                config = modules["config"].load_config()
+                from_env = modules["job"].Connection().endpoint
+                endpoint = self._endpoint(config, from_env)
+                hello = modules["launcher"].probe(endpoint, timeout_s=1.5)
+                line = self._describe(hello, endpoint)
+            except Exception as exc:
+                line = f"Daemon: unavailable — {exc}"
+            self._status_ready.emit(line)
+
+        threading.Thread(target=work, name="portrait-style-status", daemon=True).start()
+
+    @staticmethod
+    def _endpoint(config: Any, override: str | None) -> str:
+        from ._core.protocol.endpoints import configured_or_default
+
+        return override or configured_or_default(config.endpoint)
+
+    def _describe(self, hello: dict[str, Any] | None, endpoint: str | None) -> str:
+        if hello is None:
+            line = f"Daemon: not running on {endpoint} (it starts on Apply)"
+        else:
+            engines = hello.get("engines") or {}
+            engine = engines.get("active", "?") if isinstance(engines, dict) else "?"
+            where = endpoint or hello.get("endpoint") or ""
+            line = (f"Daemon: {where or 'connected'} · {hello.get('device', '?')} · "
+                    f"engine {engine}").replace(" ·  ·", " ·")
+        self.last_status = line
+        return line
+
+
+_controller: Controller | None = None
+
+
+def controller() -> Controller:
+    """The instance's controller, made on first use (after Krita has started)."""
+    global _controller
+    if _controller is None:
+        _controller = Controller()
+    return _controller

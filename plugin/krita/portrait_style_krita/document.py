@@ -1,0 +1,330 @@
+"""``KritaDocument``: the core's ``Document`` interface over a Krita document.
+
+Why these choices (each verified in Krita 5.2.9, see tests/test_krita.py):
+- Pixels: ``Node.pixelData`` hands out B,G,R,A for RGBA documents (16-bit
+  ones as little-endian B,G,R,A words); the core speaks R,G,B,A bytes, so we
+  swap on the way in and out. Other colour models and float depths are
+  refused with a sentence saying how to convert; the source is only read.
+- A result group is built completely while detached (group, Background,
+  Portrait with its transparency mask, pixels written) and then inserted above
+  the source in one ``addChildNode`` call, so the layer stack changes once
+  and the artist never sees half a result.
+- The job record lives in a document annotation named
+  ``portrait-style-job/<group uniqueId>``: annotations and node ids both
+  survive ``.kra`` save and reopen, and nothing is visible in the layer panel.
+- The Portrait layer is the whole frame; the person mask is a transparency
+  mask under it (``Document.createTransparencyMask``, Krita 5.2+), so painting
+  the mask white brings the portrait back.
+
+Everything here runs on Krita's GUI thread (Krita's API is not thread-safe).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from krita import Krita, Selection  # type: ignore[import-not-found]
+
+from ._core.plugin.core import (
+    BACKGROUND_LAYER,
+    GROUP_PREFIX,
+    PORTRAIT_LAYER,
+    LayerPlan,
+    OptionError,
+    SourceLayer,
+)
+from ._core.plugin.document import LayerInfo
+from ._core.plugin.pixels import from_u16, swap_red_blue, to_u16
+from ._core.plugin.record import RECORD_NAME
+from ._core.protocol.messages import Pixels
+from .qt import qbytes
+
+__all__ = ["KritaDocument", "MASK_NAME", "supports_transparency_masks", "annotation_key"]
+
+#: the transparency mask's name in the layer panel
+MASK_NAME = "Person mask"
+_MODELS = {"RGBA": "RGB", "GRAYA": "GRAY", "CMYKA": "CMYK", "LABA": "LAB", "XYZA": "XYZ",
+           "YCbCrA": "YCBCR"}
+_DEPTHS = {"U8": (8, False), "U16": (16, False), "F16": (16, True), "F32": (32, True)}
+_PIXEL_LAYERS = {"paintlayer", "filelayer", "vectorlayer", "filllayer", "clonelayer",
+                 "filterlayer"}
+
+
+def supports_transparency_masks() -> bool:
+    """Krita 5.2 added ``Document.createTransparencyMask``; 5.1 cannot fill a mask."""
+    from krita import Document  # type: ignore[import-not-found]
+
+    return hasattr(Document, "createTransparencyMask")
+
+
+def annotation_key(group: Any) -> str:
+    """The annotation that holds ``group``'s job record."""
+    return f"{RECORD_NAME}/{group.uniqueId().toString()}"
+
+
+def _rect(node: Any) -> tuple[int, int, int, int]:
+    r = node.bounds()
+    return (r.x(), r.y(), r.width(), r.height())
+
+
+def _walk(node: Any):
+    for child in node.childNodes():
+        yield child
+        yield from _walk(child)
+
+
+class KritaDocument:
+    """One Krita ``Document`` seen through the core's interface.
+
+    ``view_nodes``: the layers selected in the layer panel (from the active
+    view), when the caller knows them; otherwise the document's active node.
+    """
+
+    def __init__(self, document: Any, view_nodes: list[Any] | None = None) -> None:
+        self.doc = document
+        self._view_nodes = view_nodes
+
+    # ------------------------------------------------------------------ reading
+
+    def info(self, node: Any) -> LayerInfo:
+        depth, is_float = _DEPTHS.get(node.colorDepth(), (0, False))
+        return LayerInfo(ref=node, name=node.name(), bounds=_rect(node),
+                         color_model=_MODELS.get(node.colorModel(), node.colorModel()),
+                         bit_depth=depth, is_float=is_float,
+                         is_group=node.type() == "grouplayer",
+                         layer_id=node.uniqueId().toString())
+
+    def active_layers(self) -> list[LayerInfo]:
+        active = self.doc.activeNode()
+        nodes = list(self._view_nodes or [])
+        if active is None and not nodes:
+            # no view (a script, kritarunner): Krita has no active layer then, so the
+            # topmost layer that is not a result group stands in for it
+            tops = [n for n in reversed(self.doc.topLevelNodes())
+                    if self.result_group_of(n) is None]
+            nodes = tops[:1]
+        if active is not None and not any(n.uniqueId() == active.uniqueId() for n in nodes):
+            nodes.insert(0, active)
+        elif active is not None:  # the active one first, as the interface promises
+            nodes.sort(key=lambda n: n.uniqueId() != active.uniqueId())
+        return [self.info(n) for n in nodes]
+
+    def check_source(self, node: Any) -> None:
+        """Refuse, in the artist's words, a layer that cannot be stylized."""
+        kind = node.type()
+        if kind == "grouplayer":
+            raise OptionError(f"{node.name()!r} is a group: select a paint layer inside it")
+        if kind not in _PIXEL_LAYERS:
+            raise OptionError(f"{node.name()!r} is a {kind.replace('mask', ' mask')}: "
+                              "select the layer it belongs to")
+        model, depth = node.colorModel(), node.colorDepth()
+        if model != "RGBA" or depth not in ("U8", "U16"):
+            raise OptionError(
+                f"{node.name()!r} is {model}/{depth}; Portrait Style works on RGB layers with "
+                "8 or 16 bits per channel. Convert a copy with Layer ▸ Convert ▸ Convert "
+                "Layer Color Space (RGB/Alpha, 8 or 16-bit integer) and apply it there.")
+        x, y, w, h = _rect(node)
+        if w <= 0 or h <= 0:
+            raise OptionError(f"{node.name()!r} is empty: paint or paste the photo into it first")
+
+    def read_layer(self, ref: Any) -> SourceLayer:
+        self.check_source(ref)
+        x, y, w, h = _rect(ref)
+        raw = bytes(ref.pixelData(x, y, w, h))
+        notes: list[str] = []
+        if ref.colorDepth() == "U16":
+            bgra = from_u16(raw, w, h, 4)
+            notes.append("this 16-bit layer was sent to the daemon as 8-bit (the wire carries "
+                         "8 bits per channel): the result layers are 16-bit with 8-bit detail")
+        else:
+            bgra = Pixels.from_buffer(raw, (h, w, 4))
+        return SourceLayer(name=ref.name(), pixels=swap_red_blue(bgra), offset=(x, y),
+                           layer_id=ref.uniqueId().toString(), notes=notes)
+
+    # ------------------------------------------------------------------ groups
+
+    def result_group_of(self, ref: Any) -> Any | None:
+        node = ref
+        while node is not None:
+            if node.type() == "grouplayer" and self._has_record(node):
+                return node
+            node = node.parentNode()
+        return None
+
+    def _has_record(self, node: Any) -> bool:
+        return annotation_key(node) in (self.doc.annotationTypes() or [])
+
+    def result_layers(self, group: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for child in group.childNodes():
+            if child.type() == "paintlayer" and child.name() in (PORTRAIT_LAYER,
+                                                                 BACKGROUND_LAYER):
+                out.setdefault(child.name(), child)
+        return out
+
+    def read_record(self, group: Any) -> str | None:
+        if not self._has_record(group):
+            return None
+        data = bytes(self.doc.annotation(annotation_key(group)))
+        return data.decode("utf-8") if data else None
+
+    def write_record(self, group: Any, record: str) -> None:
+        self.doc.setAnnotation(annotation_key(group), "Portrait Style job record",
+                               qbytes(record.encode("utf-8")))
+
+    def portrait_mask_node(self, group: Any) -> Any | None:
+        portrait = self.result_layers(group).get(PORTRAIT_LAYER)
+        if portrait is None:
+            return None
+        for child in portrait.childNodes():
+            if child.type() == "transparencymask":
+                return child
+        return None
+
+    def frame(self, group: Any) -> tuple[int, int, int, int]:
+        """The rectangle the group's layers cover: the source's bounds when it was made.
+
+        Taken from the mask's owner (the Portrait layer's painted extent can
+        shrink when the artist erases); the source layer is the reference
+        when it still exists.
+        """
+        from ._core.plugin.record import JobRecord
+
+        try:
+            record = JobRecord.from_json(self.read_record(group))
+            source = self.find_layer(record.source_id)
+        except Exception:
+            source = None
+        if source is not None and _rect(source)[2] > 0:
+            return _rect(source)
+        layers = self.result_layers(group)
+        node = layers.get(PORTRAIT_LAYER) or layers.get(BACKGROUND_LAYER) or group
+        return _rect(node)
+
+    def read_mask(self, group: Any) -> Pixels | None:
+        mask = self.portrait_mask_node(group)
+        if mask is None:
+            return None
+        x, y, w, h = self.frame(group)
+        return Pixels.from_buffer(bytes(mask.pixelData(x, y, w, h)), (h, w, 1))
+
+    def write_mask(self, group: Any, mask: Pixels) -> None:
+        node = self.portrait_mask_node(group)
+        if node is None:
+            portrait = self.result_layers(group).get(PORTRAIT_LAYER)
+            if portrait is None:
+                raise OptionError("this result group has no Portrait layer to put a mask on")
+            node = self._new_mask()
+            portrait.addChildNode(node, None)
+        x, y, w, h = self.frame(group)
+        if (mask.width, mask.height) != (w, h) or mask.channels != 1:
+            raise OptionError(f"the mask is {mask.width}×{mask.height}, the layer {w}×{h}")
+        node.setPixelData(qbytes(mask.tobytes()), x, y, w, h)
+        self.doc.refreshProjection()
+
+    def _new_mask(self) -> Any:
+        if not supports_transparency_masks():
+            raise OptionError(
+                f"Krita {Krita.instance().version()} cannot fill a transparency mask from a "
+                "script (Krita 5.2 can): update Krita to get the person mask")
+        return self.doc.createTransparencyMask(MASK_NAME)
+
+    # ------------------------------------------------------------------ writing
+
+    def _encode(self, pixels: Pixels, like: Any) -> bytes:
+        """Core RGBA bytes → what ``setPixelData`` wants for a layer like ``like``."""
+        bgra = swap_red_blue(pixels)
+        return to_u16(bgra) if like.colorDepth() == "U16" else bgra.tobytes()
+
+    def _paint_layer(self, name: str, pixels: Pixels, source: Any,
+                     rect: tuple[int, int, int, int]) -> Any:
+        node = self.doc.createNode(name, "paintlayer")
+        if (node.colorModel(), node.colorDepth()) != (source.colorModel(), source.colorDepth()):
+            node.setColorSpace(source.colorModel(), source.colorDepth(), source.colorProfile())
+        x, y, w, h = rect
+        node.setPixelData(qbytes(self._encode(pixels, node)), x, y, w, h)
+        return node
+
+    def add_result_group(self, plan: LayerPlan, above: Any) -> Any:
+        x, y = plan.offset
+        w, h = plan.size
+        rect = (x, y, w, h)
+        group = self.doc.createGroupLayer(plan.group_name)
+        for planned in reversed(plan.layers):  # bottom first: each addChildNode goes on top
+            node = self._paint_layer(planned.name, planned.pixels, above, rect)
+            if planned.mask is not None:
+                mask = self._new_mask()
+                node.addChildNode(mask, None)
+                mask.setPixelData(qbytes(planned.mask.tobytes()), x, y, w, h)
+            node.setOpacity(round(planned.opacity * 255))
+            node.setVisible(planned.visible)
+            group.addChildNode(node, None)
+        if plan.record is not None:
+            self.write_record(group, plan.record.to_json())
+        parent = above.parentNode() or self.doc.rootNode()
+        parent.addChildNode(group, above)
+        self.doc.refreshProjection()
+        return group
+
+    def replace_layer(self, group: Any, name: str, pixels: Pixels, record: str) -> None:
+        layer = self.result_layers(group).get(name)
+        x, y, w, h = self.frame(group)
+        if (pixels.width, pixels.height) != (w, h):
+            raise OptionError(f"the re-run result is {pixels.width}×{pixels.height}, "
+                              f"the group's layers {w}×{h}")
+        if layer is None:  # the artist deleted it: make it again, in its place
+            source = self.find_layer_of(group)
+            layer = self._paint_layer(name, pixels, source or group, (x, y, w, h))
+            below = self.result_layers(group).get(BACKGROUND_LAYER) if name == PORTRAIT_LAYER \
+                else None
+            group.addChildNode(layer, below)
+        else:
+            ox, oy, ow, oh = _rect(layer)
+            if ow and oh and not (ox >= x and oy >= y and ox + ow <= x + w and oy + oh <= y + h):
+                layer.setPixelData(qbytes(bytes(len(layer.pixelData(ox, oy, ow, oh)))),
+                                   ox, oy, ow, oh)  # clear what the new pixels will not cover
+            layer.setPixelData(qbytes(self._encode(pixels, layer)), x, y, w, h)
+        self.write_record(group, record)
+        self.doc.refreshProjection()
+
+    def find_layer_of(self, group: Any) -> Any | None:
+        from ._core.plugin.record import JobRecord
+
+        try:
+            return self.find_layer(JobRecord.from_json(self.read_record(group)).source_id)
+        except Exception:
+            return None
+
+    def find_layer(self, layer_id: str) -> Any | None:
+        if not layer_id:
+            return None
+        for node in _walk(self.doc.rootNode()):
+            if node.uniqueId().toString() == layer_id:
+                return node
+        return None
+
+    # ------------------------------------------------------------ selections
+
+    def mask_from_selection(self, group: Any) -> None:
+        """The document's selection becomes the Portrait layer's mask."""
+        selection = self.doc.selection()
+        if selection is None:
+            raise OptionError("there is no selection: select the person first "
+                              "(e.g. with the freehand or magic selection tool)")
+        x, y, w, h = self.frame(group)
+        data = bytes(selection.pixelData(x, y, w, h))
+        self.write_mask(group, Pixels.from_buffer(data, (h, w, 1)))
+
+    def selection_from_mask(self, group: Any) -> None:
+        """The Portrait layer's mask becomes the document's selection."""
+        mask = self.read_mask(group)
+        if mask is None:
+            raise OptionError("this result group's Portrait layer has no mask")
+        x, y, w, h = self.frame(group)
+        selection = Selection()
+        selection.resize(self.doc.width(), self.doc.height())
+        selection.setPixelData(qbytes(mask.tobytes()), x, y, w, h)
+        self.doc.setSelection(selection)
+
+    def is_result_name(self, node: Any) -> bool:
+        return node.name().startswith(GROUP_PREFIX)

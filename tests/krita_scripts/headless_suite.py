@@ -1,0 +1,398 @@
+"""Runs inside real Krita (kritarunner): the installed plug-in against a real daemon.
+
+tests/test_krita.py runs ``main`` once and judges each scenario from the JSON
+this writes to ``$PORTRAIT_STYLE_RESULT`` (kritarunner exits 0 even when
+Python raises, so every scenario catches its own errors and reports them).
+Raw pixel dumps go to ``$KRITA_SUITE_OUT`` for the test to compare with what
+the daemon returns when called directly.
+
+Environment: ``KRITA_SUITE_PHOTO`` (the portrait), ``KRITA_SUITE_STYLE``
+(the painting), ``KRITA_SUITE_SIZE`` (the photo's size in the document),
+``KRITA_SUITE_ONLY`` (comma-separated scenario names, default all).
+The plug-in's folder is on PYTHONPATH, so ``import portrait_style_krita``
+loads the installed copy with its bundled core and wire libraries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from krita import Krita, Selection  # type: ignore[import-not-found]
+from PyQt5.QtCore import QByteArray, QElapsedTimer, Qt, QTimer
+from PyQt5.QtGui import QImage
+
+OUT = Path(os.environ.get("KRITA_SUITE_OUT", os.environ.get("HOME", "/tmp")))
+PHOTO = os.environ.get("KRITA_SUITE_PHOTO", "")
+STYLE = os.environ.get("KRITA_SUITE_STYLE", "")
+SIZE = int(os.environ.get("KRITA_SUITE_SIZE", "384"))
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(bytes(data)).hexdigest()
+
+
+def rect(node: Any) -> list[int]:
+    r = node.bounds()
+    return [r.x(), r.y(), r.width(), r.height()]
+
+
+def tree(node: Any) -> list[dict[str, Any]]:
+    return [{"name": c.name(), "type": c.type(), "bounds": rect(c),
+             "depth": c.colorDepth(), "children": tree(c)} for c in node.childNodes()]
+
+
+def photo_bgra(size: int) -> tuple[bytes, int, int]:
+    """The portrait scaled to ``size`` px wide, as Krita's B,G,R,A bytes."""
+    image = QImage(PHOTO)
+    image = image.scaledToWidth(size, Qt.SmoothTransformation)
+    image = image.convertToFormat(QImage.Format_ARGB32)  # B,G,R,A in memory (little-endian)
+    w, h = image.width(), image.height()
+    bits = image.constBits()
+    bits.setsize(image.sizeInBytes())
+    raw = bytes(bits)
+    stride = image.bytesPerLine()
+    return b"".join(raw[y * stride: y * stride + w * 4] for y in range(h)), w, h
+
+
+def new_doc(w: int, h: int, name: str, depth: str = "U8", model: str = "RGBA") -> Any:
+    doc = Krita.instance().createDocument(w, h, name, model, depth, "", 72.0)
+    doc.setBatchmode(True)
+    return doc
+
+
+def add_layer(doc: Any, name: str, data: bytes, x: int, y: int, w: int, h: int) -> Any:
+    node = doc.createNode(name, "paintlayer")
+    doc.rootNode().addChildNode(node, None)
+    node.setPixelData(QByteArray(data), x, y, w, h)
+    doc.setActiveNode(node)
+    doc.refreshProjection()
+    return node
+
+
+class Lateness:
+    """How late a 10 ms QTimer fires while the GUI thread is (or is not) busy."""
+
+    def __init__(self, interval_ms: int = 10) -> None:
+        self.interval = interval_ms
+        self.clock = QElapsedTimer()
+        self.timer = QTimer()
+        self.timer.setInterval(interval_ms)
+        self.timer.timeout.connect(self._tick)
+        self.worst = 0.0
+        self.ticks = 0
+        self.last = 0
+
+    def _tick(self) -> None:
+        now = self.clock.elapsed()
+        self.worst = max(self.worst, now - self.last - self.interval)
+        self.last = now
+        self.ticks += 1
+
+    def __enter__(self) -> Lateness:
+        self.clock.start()
+        self.last = 0
+        self.timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.timer.stop()
+
+
+def group_info(doc: Any, group: Any, source: Any) -> dict[str, Any]:
+    from portrait_style_krita.document import KritaDocument
+
+    kdoc = KritaDocument(doc)
+    layers = kdoc.result_layers(group)
+    parent = group.parentNode()
+    siblings = [c.uniqueId().toString() for c in parent.childNodes()]
+    gi = siblings.index(group.uniqueId().toString())
+    si = siblings.index(source.uniqueId().toString())
+    mask_node = kdoc.portrait_mask_node(group)
+    return {"group_name": group.name(), "group_type": group.type(),
+            "directly_above_source": gi == si + 1,
+            "children": [(c.name(), c.type()) for c in group.childNodes()],
+            "tree": tree(group), "source_bounds": rect(source),
+            "layer_bounds": {k: rect(v) for k, v in layers.items()},
+            "mask_type": mask_node.type() if mask_node else None,
+            "record": kdoc.read_record(group)}
+
+
+# --------------------------------------------------------------------------- scenarios
+
+
+def scenario_contract(res: dict[str, Any]) -> None:
+    """The core's contract checks on a moved, smaller, partly transparent layer."""
+    from portrait_style_krita._core.plugin.contract import run_contract
+    from portrait_style_krita.document import KritaDocument
+
+    doc = new_doc(160, 120, "contract")
+    w, h = 70, 50
+    data = bytearray()
+    for y in range(h):
+        for x in range(w):
+            data += bytes([(x * 3) % 256, (y * 5) % 256, (x + y) % 256, 255 if x > 5 else 128])
+    node = add_layer(doc, "contract source", bytes(data), 37, 21, w, h)
+    res["failures"] = run_contract(KritaDocument(doc), node)
+    doc.close()
+
+
+def scenario_main(res: dict[str, Any]) -> None:
+    """One real job on the portrait; the layer contract, timings, event-loop lateness."""
+    import portrait_style_krita
+    from portrait_style_krita.api import last_run
+    from portrait_style_krita.document import KritaDocument
+
+    data, w, h = photo_bgra(SIZE)
+    doc = new_doc(w, h, "main")
+    source = add_layer(doc, "Photo", data, 0, 0, w, h)
+    before = bytes(source.pixelData(0, 0, w, h))
+    (OUT / "main_source.bgra").write_bytes(before)
+    events: list[dict[str, Any]] = []
+
+    def on_event(ev: Any) -> None:
+        events.append({"state": ev.state.value, "stage": ev.stage, "fraction": ev.fraction})
+
+    started = time.perf_counter()
+    with Lateness() as late:
+        group = portrait_style_krita.apply(doc, source, STYLE, on_event=on_event)
+    res["wall_s"] = time.perf_counter() - started
+    res["lateness_ms"] = late.worst
+    res["ticks"] = late.ticks
+    res["timings"] = {k: v for k, v in last_run.items() if k.endswith("_s")}
+    job = last_run["job"]
+    res["notices"] = job.notices
+    res["params"] = job.params.as_dict()
+    res["events"] = events
+    res.update(group_info(doc, group, source))
+    kdoc = KritaDocument(doc)
+    layers = kdoc.result_layers(group)
+    mask = kdoc.read_mask(group)
+    (OUT / "main_mask.gray").write_bytes(mask.tobytes())
+    (OUT / "main_portrait.bgra").write_bytes(bytes(layers["Portrait"].pixelData(0, 0, w, h)))
+    (OUT / "main_background.bgra").write_bytes(
+        bytes(layers["Background"].pixelData(0, 0, w, h)))
+    res["mask_equals_job_mask"] = mask.tobytes() == job.plan.mask.tobytes()
+    res["portrait_equals_job"] = bytes(layers["Portrait"].pixelData(0, 0, w, h)) == \
+        _bgra(job.plan.layer("Portrait").pixels)
+    res["source_unchanged"] = bytes(source.pixelData(0, 0, w, h)) == before
+    res["size"] = [w, h]
+
+    # the artist paints the mask (a white block), scribbles on both layers, re-runs portrait
+    mask_node = kdoc.portrait_mask_node(group)
+    bx, by, bw, bh = 0, 0, w // 4, h // 4
+    mask_node.setPixelData(QByteArray(b"\xff" * (bw * bh)), bx, by, bw, bh)
+    edited = bytes(mask_node.pixelData(0, 0, w, h))
+    scribble = QByteArray(bytes([0, 0, 255, 255]) * (8 * 8))
+    layers["Background"].setPixelData(scribble, w - 10, h - 10, 8, 8)
+    layers["Portrait"].setPixelData(scribble, w - 10, h - 10, 8, 8)
+    background_before = bytes(layers["Background"].pixelData(0, 0, w, h))
+    ids_before = {k: v.uniqueId().toString() for k, v in layers.items()}
+    with Lateness() as late:
+        again = portrait_style_krita.rerun(doc, group, "portrait")
+    job2 = last_run["job"]
+    layers2 = kdoc.result_layers(again)
+    res["rerun"] = {
+        "same_group": again.uniqueId() == group.uniqueId(),
+        "sent_mask_is_edit": job2.mask is not None and job2.mask.tobytes() == edited,
+        "mask_kept": bytes(kdoc.portrait_mask_node(again).pixelData(0, 0, w, h)) == edited,
+        "background_untouched": bytes(layers2["Background"].pixelData(0, 0, w, h))
+        == background_before,
+        "portrait_replaced": bytes(layers2["Portrait"].pixelData(0, 0, w, h))
+        == _bgra(job2.plan.layer("Portrait").pixels),
+        "scribble_gone": bytes(layers2["Portrait"].pixelData(w - 10, h - 10, 8, 8))
+        != bytes(scribble),
+        "outputs": list(job2.params.outputs),
+        "layer_ids_kept": {k: v.uniqueId().toString() for k, v in layers2.items()}
+        == ids_before,
+        "children": [(c.name(), c.type()) for c in again.childNodes()],
+        "lateness_ms": late.worst, "timings": {k: v for k, v in last_run.items()
+                                                if k.endswith("_s")},
+    }
+    (OUT / "rerun_mask.gray").write_bytes(edited)
+
+    # save as .kra, close, reopen: the group, its record and the mask come back
+    path = OUT / "main.kra"
+    record = kdoc.read_record(again)
+    gid = again.uniqueId().toString()
+    res["saved"] = doc.saveAs(str(path))
+    doc.close()
+    doc2 = Krita.instance().openDocument(str(path))
+    doc2.setBatchmode(True)
+    kdoc2 = KritaDocument(doc2)
+    group2 = next((n for n in doc2.rootNode().childNodes()
+                   if n.uniqueId().toString() == gid), None)
+    reopened: dict[str, Any] = {"group_found": group2 is not None}
+    if group2 is not None:
+        reopened.update(
+            name=group2.name(), is_result=kdoc2.result_group_of(group2) is not None,
+            record_same=kdoc2.read_record(group2) == record,
+            mask_same=kdoc2.read_mask(group2).tobytes() == edited,
+            children=[(c.name(), c.type()) for c in group2.childNodes()],
+            tree=tree(group2))
+        source2 = kdoc2.find_layer(json.loads(record)["source_id"])
+        reopened["source_found"] = source2 is not None
+        portrait_style_krita.rerun(doc2, group2, "background")
+        reopened["rerun_background_ok"] = True
+        reopened["mask_after_rerun"] = kdoc2.read_mask(group2).tobytes() == edited
+    res["reopened"] = reopened
+    doc2.close()
+
+
+def _bgra(pixels: Any) -> bytes:
+    from portrait_style_krita._core.plugin.pixels import swap_red_blue
+
+    return swap_red_blue(pixels).tobytes()
+
+
+def scenario_moved(res: dict[str, Any]) -> None:
+    """A layer smaller than the canvas, moved off the origin, with a transparent hole."""
+    import portrait_style_krita
+    from portrait_style_krita.document import KritaDocument
+
+    data, w, h = photo_bgra(160)
+    raw = bytearray(data)
+    for y in range(h // 3, h // 2):  # a transparent band across the layer
+        for x in range(w):
+            raw[(y * w + x) * 4 + 3] = 0
+    doc = new_doc(400, 300, "moved")
+    x0, y0 = 150, 90
+    source = add_layer(doc, "Moved photo", bytes(raw), x0, y0, w, h)
+    before = bytes(source.pixelData(x0, y0, w, h))
+    group = portrait_style_krita.apply(doc, source, STYLE, portrait_strength=0.5,
+                                       background_strength=0.8)
+    res.update(group_info(doc, group, source))
+    kdoc = KritaDocument(doc)
+    alpha_src = before[3::4]
+    res["alpha_kept"] = {name: bytes(node.pixelData(x0, y0, w, h))[3::4] == alpha_src
+                         for name, node in kdoc.result_layers(group).items()}
+    res["source_unchanged"] = bytes(source.pixelData(x0, y0, w, h)) == before
+    res["params"] = json.loads(kdoc.read_record(group))["params"]
+    doc.close()
+
+
+def scenario_u16(res: dict[str, Any]) -> None:
+    """A 16-bit RGBA document: read as 8-bit with a notice, results written 16-bit."""
+    import portrait_style_krita
+    from portrait_style_krita.api import last_run
+    from portrait_style_krita.document import KritaDocument
+
+    data8, w, h = photo_bgra(128)
+    data16 = bytearray(len(data8) * 2)
+    data16[0::2] = data8
+    data16[1::2] = data8  # v16 = v8 × 257
+    doc = new_doc(w, h, "sixteen", depth="U16")
+    source = add_layer(doc, "Photo 16", bytes(data16), 0, 0, w, h)
+    before = bytes(source.pixelData(0, 0, w, h))
+    group = portrait_style_krita.apply(doc, source, STYLE)
+    job = last_run["job"]
+    kdoc = KritaDocument(doc)
+    layers = kdoc.result_layers(group)
+    portrait16 = bytes(layers["Portrait"].pixelData(0, 0, w, h))
+    expected = _bgra(job.plan.layer("Portrait").pixels)
+    res["depths"] = {k: v.colorDepth() for k, v in layers.items()}
+    res["portrait_bytes"] = len(portrait16)
+    res["portrait_matches_8bit_result"] = portrait16[1::2] == expected and \
+        portrait16[0::2] == expected
+    res["notices"] = job.notices
+    res["source_unchanged"] = bytes(source.pixelData(0, 0, w, h)) == before
+    res["mask_type"] = group_info(doc, group, source)["mask_type"]
+    doc.close()
+
+
+def scenario_refused(res: dict[str, Any]) -> None:
+    """A greyscale layer is refused in plain words; nothing is added."""
+    import portrait_style_krita
+
+    doc = new_doc(64, 48, "grey", model="GRAYA")
+    node = add_layer(doc, "Grey photo", bytes([128, 255]) * (32 * 24), 0, 0, 32, 24)
+    count = len(doc.rootNode().childNodes())
+    try:
+        portrait_style_krita.apply(doc, node, STYLE)
+        res["error"] = None
+    except Exception as exc:
+        res["error"] = str(exc)
+        res["error_type"] = type(exc).__name__
+    res["layers_added"] = len(doc.rootNode().childNodes()) - count
+    doc.close()
+
+
+def scenario_unreachable(res: dict[str, Any]) -> None:
+    """A daemon that is not there: a sentence, not a traceback; nothing added."""
+    import portrait_style_krita
+
+    data, w, h = photo_bgra(64)
+    doc = new_doc(w, h, "unreachable")
+    node = add_layer(doc, "Photo", data, 0, 0, w, h)
+    count = len(doc.rootNode().childNodes())
+    started = time.perf_counter()
+    try:
+        portrait_style_krita.apply(doc, node, STYLE, endpoint="tcp://192.0.2.1:5999")
+        res["error"] = None
+    except Exception as exc:
+        res["error"] = str(exc)
+        res["error_type"] = type(exc).__name__
+    res["seconds"] = time.perf_counter() - started
+    res["layers_added"] = len(doc.rootNode().childNodes()) - count
+    doc.close()
+
+
+def scenario_selection(res: dict[str, Any]) -> None:
+    """Mask from selection and selection from mask, on a contract-made group."""
+    from portrait_style_krita._core.plugin.contract import contract_plan
+    from portrait_style_krita.document import KritaDocument
+
+    doc = new_doc(120, 90, "selection")
+    w, h = 80, 60
+    node = add_layer(doc, "Photo", bytes([90, 120, 150, 255]) * (w * h), 10, 20, w, h)
+    kdoc = KritaDocument(doc)
+    group = kdoc.add_result_group(contract_plan(kdoc.read_layer(node)), node)
+    selection = Selection()
+    selection.select(30, 40, 20, 10, 255)
+    doc.setSelection(selection)
+    kdoc.mask_from_selection(group)
+    mask = kdoc.read_mask(group).tobytes()
+    expected = bytearray(w * h)
+    for y in range(20, 30):
+        expected[y * w + 20: y * w + 40] = b"\xff" * 20
+    res["mask_from_selection"] = mask == bytes(expected)
+    res["mask_sum"] = sum(mask) // 255
+    doc.setSelection(Selection())
+    kdoc.selection_from_mask(group)
+    sel = doc.selection()
+    res["selection_from_mask"] = sel is not None and \
+        bytes(sel.pixelData(10, 20, w, h)) == bytes(expected)
+    doc.close()
+
+
+SCENARIOS = {"contract": scenario_contract, "main": scenario_main, "moved": scenario_moved,
+             "u16": scenario_u16, "refused": scenario_refused,
+             "unreachable": scenario_unreachable, "selection": scenario_selection}
+
+
+def main(*_args: Any) -> None:
+    only = [s for s in os.environ.get("KRITA_SUITE_ONLY", "").split(",") if s]
+    results: dict[str, Any] = {"krita": Krita.instance().version()}
+    from portrait_style_krita.runtime import core
+
+    core()  # the wire libraries from the plug-in's _wire, as the docker does
+    for name, scenario in SCENARIOS.items():
+        if only and name not in only:
+            continue
+        res: dict[str, Any] = {}
+        started = time.perf_counter()
+        try:
+            scenario(res)
+            res["ok"] = True
+        except Exception as exc:
+            res["ok"] = False
+            res["exception"] = f"{type(exc).__name__}: {exc}"
+            res["traceback"] = traceback.format_exc()
+        res["scenario_s"] = time.perf_counter() - started
+        results[name] = res
+        Path(os.environ["PORTRAIT_STYLE_RESULT"]).write_text(json.dumps(results, indent=1))
