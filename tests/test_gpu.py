@@ -42,7 +42,7 @@ def test_magenta_half_on_cuda_matches_cpu() -> None:
 
     photo, style = _photo_and_style()
     regions = [RegionSettings(strength=1.0), RegionSettings(strength=0.4)]
-    cpu = _run(MagentaEngine.load("cpu"), photo, style, regions)
+    cpu = _run(MagentaEngine.load("cpu", half=False), photo, style, regions)
     gpu = _run(MagentaEngine.load("cuda"), photo, style, regions)
     assert gpu.shape == cpu.shape
     assert (gpu - cpu).abs().mean() < 0.01
