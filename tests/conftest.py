@@ -15,7 +15,7 @@ import pytest
 from portrait_style.paths import weights_cache_dir
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+from shared_data import DATA_ENV, SHARED_DATA  # noqa: E402
 
 os.environ.setdefault("PORTRAIT_STYLE_WEIGHTS_CACHE", str(weights_cache_dir()))
 # as the product's entry point does (portrait_style/cli.py), before torch loads OpenMP
@@ -26,7 +26,8 @@ def shared_image(kind: str, name: str) -> Path:
     """A test image from ../shared/data, or skip the test saying it is absent."""
     path = SHARED_DATA / kind / name
     if not path.exists():
-        pytest.skip(f"test image {path} is absent (../shared/data not beside the repo)")
+        pytest.skip(f"test image {path} is absent (set ${DATA_ENV} to the test data folder, "
+                    "or put ../shared/data beside the repository)")
     return path
 
 
@@ -34,7 +35,8 @@ def shared_image(kind: str, name: str) -> Path:
 def shared_data() -> Path:
     """The ../shared/data folder, or skip."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"{SHARED_DATA} is absent (../shared/data not beside the repo)")
+        pytest.skip(f"{SHARED_DATA} is absent (set ${DATA_ENV} to the test data folder, "
+                    "or put ../shared/data beside the repository)")
     return SHARED_DATA
 
 

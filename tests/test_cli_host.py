@@ -423,3 +423,31 @@ def test_file_document_writes_the_contract(tmp_path: Path, images: dict[str, Pat
     ora = read_ora(tmp_path / "out" / "layers.ora")
     assert ora.find("Portrait").pixels[:, 0, 3].max() == 0  # cut away where mask = 0
     assert "write_s" in doc.timings
+
+
+def test_out_that_is_a_file_is_named_before_any_work(tmp_path: Path,
+                                                      images: dict[str, Path]) -> None:
+    taken = tmp_path / "results.txt"
+    taken.write_text("not a folder")
+    res = _cli([str(images["content"]), "--style", str(images["style"]), "--out", str(taken)],
+               isolated_env(tmp_path / "home"))
+    assert res.returncode == 6
+    assert _error_lines(res.stderr) == [
+        f"portrait-style: error: --out {str(taken)!r} is a file, not a folder: choose a folder "
+        "for the results"]
+    assert not (tmp_path / "home" / "state").exists()  # refused before a daemon was started
+
+
+def test_help_shows_defaults_and_the_region_knobs() -> None:
+    res = run_cli("stylize", ["--help"], dict(os.environ), 60)
+    from portrait_style.protocol.knobs import KNOBS
+
+    assert res.returncode == 0
+    assert "region knobs" in res.stdout and all(k in res.stdout for k in KNOBS)
+    assert "(default: None)" in res.stdout or "default:" in res.stdout
+
+
+def test_weights_fetch_of_an_unknown_name_lists_the_names(tmp_path: Path) -> None:
+    res = run_cli("weights", ["fetch", "no-such-model"], isolated_env(tmp_path), 60)
+    assert res.returncode == 2
+    assert "unknown model file 'no-such-model'" in res.stderr and "selfie" in res.stderr

@@ -15,13 +15,13 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import msgpack
 import numpy as np
 import pytest
 import zmq
 from daemon_harness import Daemon, isolated_env, running, start_daemon, stop_daemon
+from shared_data import SHARED_DATA
 
 from portrait_style.protocol import errors
 from portrait_style.protocol.client import DaemonClient
@@ -30,7 +30,7 @@ from portrait_style.protocol.framing import CLIENT_LIMITS
 from portrait_style.protocol.messages import Pixels, Stylize, decode, encode, style_key
 from portrait_style.protocol.request import JobParams
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = SHARED_DATA
 RNG = np.random.default_rng(11)
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from shared_data import SHARED_DATA
 
 from portrait_style.daemon.engines.base import RegionSettings
 from portrait_style.daemon.engines.magenta import MagentaEngine, prepare_style
@@ -23,7 +24,7 @@ from portrait_style.daemon.models import magenta as models
 from portrait_style.weights import convert_magenta
 from portrait_style.weights.fetch import WeightsUnavailable, fetch_file
 
-STYLE_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "style"
+STYLE_DIR = SHARED_DATA / "style"
 STYLE_NAME = "van_gogh_starry_night.jpg"
 CONTENT_INPUT = "content_image"
 BOTTLENECK_INPUT = "mobilenet_conv/Conv/BiasAdd"

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from shared_data import SHARED_DATA
 
 from portrait_style.daemon.engines.segmenters import (
     TORCHVISION_SEGMENTERS,
@@ -32,7 +33,7 @@ from portrait_style.daemon.models.selfie import MODEL_SIZES, SelfieSegmentationN
 from portrait_style.weights import tflite_reader
 from portrait_style.weights.fetch import WeightsUnavailable, fetch_file
 
-CONTENT = Path(__file__).resolve().parents[2] / "shared" / "data" / "content"
+CONTENT = SHARED_DATA / "content"
 PORTRAITS = ("obama_official_portrait_2012.jpg", "grace_hopper.jpg", "kodak_girl_in_red.jpg")
 SELFIE_FILES = {"general": "selfie_segmentation", "landscape": "selfie_segmentation_landscape"}
 

@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812
 from PIL import Image
+from shared_data import SHARED_DATA
 
 from portrait_style.daemon.engines.base import RegionSettings
 from portrait_style.daemon.engines.sanet import SANetEngine
@@ -21,7 +22,7 @@ from portrait_style.weights import train as train_mod
 from portrait_style.weights.train import TrainConfig, sanet_losses, train
 
 torch.set_num_threads(2)
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = SHARED_DATA
 
 
 def public_losses(model: SANetModel, content: torch.Tensor, style: torch.Tensor):

@@ -21,11 +21,19 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+class UnknownName(Exception):
+    """A model-file name the registry does not have (usage error, exit 2)."""
+
+
 def _names(args: argparse.Namespace, default_embedded: bool) -> list[str]:
+    registry = load_registry()
     if args.names:
+        unknown = [n for n in args.names if n not in registry]
+        if unknown:
+            raise UnknownName(f"unknown model file {', '.join(map(repr, unknown))}; the "
+                              f"registry has: {', '.join(sorted(registry))}")
         return list(args.names)
-    entries = load_registry().values()
-    return [e.name for e in entries if e.embedded or not default_embedded]
+    return [e.name for e in registry.values() if e.embedded or not default_embedded]
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -42,7 +50,12 @@ def _list(args: argparse.Namespace) -> int:
 
 def _fetch(args: argparse.Namespace) -> int:
     failed = 0
-    for name in _names(args, default_embedded=True):
+    try:
+        names = _names(args, default_embedded=True)
+    except UnknownName as exc:
+        _say(f"portrait-style: error: {exc}")
+        return 2
+    for name in names:
         try:
             path = fetch_file(name, report=_say)
         except (WeightsUnavailable, RegistryError) as exc:
@@ -55,7 +68,12 @@ def _fetch(args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     bad = 0
-    for name in _names(args, default_embedded=False):
+    try:
+        names = _names(args, default_embedded=False)
+    except UnknownName as exc:
+        _say(f"portrait-style: error: {exc}")
+        return 2
+    for name in names:
         report = verify(name)
         print(f"{name}\t{report.state.value}\t{report.detail}")
         if report.state is VerifyState.MISMATCH or report.state is VerifyState.ERROR:
