@@ -1,0 +1,261 @@
+"""The Krita plug-in, installed by ``portrait-style install-plugin krita``, in real Krita 5.2.
+
+Headless: one kritarunner session (tests/krita_scripts/headless_suite.py)
+runs every scenario against a real daemon (magenta engine) on the bundled
+portrait; each test below judges one scenario from the JSON it wrote. The
+chroot has no python3-zmq/msgpack, so these runs also prove the installer's
+``_wire`` vendoring. The GUI test starts real Krita under Xvfb with the plug-in
+enabled and checks its docker and actions (tests/krita_scripts/gui_probe.py).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import daemon_harness
+import editors
+import pytest
+
+pytestmark = [pytest.mark.editors, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPTS = REPO / "tests" / "krita_scripts"
+SAMPLES = REPO / "portrait_style" / "samples"
+PHOTO = SAMPLES / "astronaut.jpg"
+STYLE = SAMPLES / "starry_night.jpg"
+SIZE = 384  # modest, so the whole suite takes seconds on a CPU daemon
+PACKAGE = "portrait_style_krita"
+
+
+def editor_python(root: Path) -> str:
+    """The X.Y of the Python Krita embeds in the editors' root (what _wire must match)."""
+    proc = editors.run_in_editors(
+        ["python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+        env={}, binds=[], timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip().splitlines()[-1]
+
+
+def install(profile: Path, python: str) -> subprocess.CompletedProcess[str]:
+    """Install the plug-in exactly as a user would (the CLI), into ``profile``."""
+    return subprocess.run(
+        [sys.executable, "-m", "portrait_style", "install-plugin", "krita",
+         "--profile", str(profile / "krita"), "--python", python,
+         "--kritarc", str(profile / "kritarc")],
+        capture_output=True, text=True, timeout=300, check=False)
+
+
+def write_endpoint_config(home: Path, endpoint: str) -> None:
+    """The plug-in finds the daemon through the config file in Krita's HOME."""
+    folder = home / ".config" / "portrait-style"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps({"endpoint": endpoint}))
+
+
+@pytest.fixture(scope="module")
+def root() -> Path:
+    return editors.require_editors()
+
+
+@pytest.fixture(scope="module")
+def profile(root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    profile = tmp_path_factory.mktemp("krita-profile")
+    done = install(profile, editor_python(root))
+    assert done.returncode == 0, done.stdout + done.stderr
+    package = profile / "krita" / "pykrita" / PACKAGE
+    assert (package / "__init__.py").is_file() and (package / "_core" / "plugin").is_dir()
+    assert (profile / "krita" / "pykrita" / f"{PACKAGE}.desktop").is_file()
+    assert f"enable_{PACKAGE}=true" in (profile / "kritarc").read_text()
+    return profile
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory):
+    home = tmp_path_factory.mktemp("daemon")
+    with daemon_harness.running(home, "--engine", "magenta") as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def suite(profile: Path, daemon: Any, tmp_path_factory: pytest.TempPathFactory
+          ) -> tuple[dict[str, Any], Path]:
+    """Run every headless scenario in one Krita session; (results, folder of dumps)."""
+    home = tmp_path_factory.mktemp("krita-home")
+    out = home / "out"
+    out.mkdir()
+    write_endpoint_config(home, daemon.endpoint)
+    env = {"KRITA_SUITE_OUT": str(out), "KRITA_SUITE_PHOTO": str(PHOTO),
+           "KRITA_SUITE_STYLE": str(STYLE), "KRITA_SUITE_SIZE": str(SIZE),
+           "PYTHONPATH": f"{profile / 'krita' / 'pykrita'}:{SCRIPTS}"}
+    started = time.monotonic()
+    proc = editors.krita_run(SCRIPTS, "headless_suite", "main", home=home, timeout=600,
+                             env=env, binds=[profile, SAMPLES])
+    results = editors.load_result(home, proc)
+    print(f"headless suite in Krita {results.get('krita')}: {time.monotonic() - started:.1f} s")
+    return results, out
+
+
+def scenario(suite: tuple[dict[str, Any], Path], name: str) -> dict[str, Any]:
+    results, _ = suite
+    res = results.get(name)
+    assert res is not None, f"scenario {name} did not run: {sorted(results)}"
+    assert res["ok"], res.get("traceback") or res.get("exception")
+    return res
+
+
+def test_runs_in_krita_52(suite: tuple[dict[str, Any], Path]) -> None:
+    assert suite[0]["krita"].startswith("5.2"), suite[0]["krita"]
+
+
+def test_contract_checks_pass_in_krita(suite: tuple[dict[str, Any], Path]) -> None:
+    assert scenario(suite, "contract")["failures"] == []
+
+
+def test_result_group_follows_the_layer_contract(suite: tuple[dict[str, Any], Path]) -> None:
+    res = scenario(suite, "main")
+    assert res["group_name"] == "Portrait style — Starry Night"
+    assert res["group_type"] == "grouplayer"
+    assert res["directly_above_source"]
+    assert res["children"] == [["Background", "paintlayer"], ["Portrait", "paintlayer"]]
+    portrait = next(n for n in res["tree"] if n["name"] == "Portrait")
+    assert [(c["name"], c["type"]) for c in portrait["children"]] == [
+        ("Person mask", "transparencymask")]
+    assert res["source_bounds"] == [0, 0, SIZE, SIZE]
+    assert res["layer_bounds"] == {"Portrait": res["source_bounds"],
+                                   "Background": res["source_bounds"]}
+    record = json.loads(res["record"])
+    assert record["style_name"] == "Starry Night" and record["source_name"] == "Photo"
+    assert record["engine"] == "magenta"
+    assert res["params"]["outputs"] == ["background", "portrait", "mask"]
+    stages = [e["stage"] for e in res["events"] if e["state"] == "running"]
+    assert len(stages) >= 3 and res["events"][-1]["state"] == "done", res["events"]
+
+
+def _rgba(bgra: bytes) -> bytes:
+    out = bytearray(bgra)
+    out[0::4], out[2::4] = bgra[2::4], bgra[0::4]
+    return bytes(out)
+
+
+def test_mask_is_the_daemons_mask_and_portrait_is_uncut(
+        suite: tuple[dict[str, Any], Path], daemon: Any) -> None:
+    """Ask the daemon directly with the same pixels: Krita's mask is exactly its mask."""
+    from PIL import Image
+
+    from portrait_style.protocol.client import DaemonClient
+    from portrait_style.protocol.messages import Pixels
+    from portrait_style.protocol.request import JobParams
+
+    res = scenario(suite, "main")
+    assert res["mask_equals_job_mask"] and res["portrait_equals_job"]
+    assert res["source_unchanged"]
+    out = suite[1]
+    w, h = res["size"]
+    source = Pixels.from_buffer(_rgba((out / "main_source.bgra").read_bytes()), (h, w, 4))
+    style_image = Image.open(STYLE).convert("RGB")
+    style = Pixels.from_buffer(style_image.tobytes(), (style_image.height,
+                                                       style_image.width, 3))
+    params = JobParams(outputs=("background", "portrait", "mask")).check()
+    with DaemonClient(daemon.endpoint, as_arrays=False) as client:
+        reply = client.stylize(source, style, params)
+    theirs = reply.layers["mask"].tobytes()
+    ours = (out / "main_mask.gray").read_bytes()
+    assert len(ours) == w * h
+    assert ours == theirs
+    assert 0 < sum(1 for v in ours if v > 127) < w * h, "a real person mask: some in, some out"
+    portrait = (out / "main_portrait.bgra").read_bytes()
+    assert set(portrait[3::4]) == {255}, "Portrait is whole-frame opaque, not cut by the mask"
+
+
+def test_rerun_portrait_keeps_the_painted_mask(suite: tuple[dict[str, Any], Path]) -> None:
+    rerun = scenario(suite, "main")["rerun"]
+    assert rerun["outputs"] == ["portrait"]
+    assert rerun["sent_mask_is_edit"], "the request carried the artist's mask"
+    assert rerun["mask_kept"]
+    assert rerun["portrait_replaced"] and rerun["scribble_gone"]
+    assert rerun["background_untouched"], "only Portrait was replaced"
+    assert rerun["same_group"] and rerun["layer_ids_kept"]
+    assert rerun["children"] == [["Background", "paintlayer"], ["Portrait", "paintlayer"]]
+
+
+def test_kra_save_and_reopen_keeps_group_record_and_mask(
+        suite: tuple[dict[str, Any], Path]) -> None:
+    res = scenario(suite, "main")
+    assert res["saved"]
+    reopened = res["reopened"]
+    assert reopened["group_found"] and reopened["is_result"]
+    assert reopened["name"] == "Portrait style — Starry Night"
+    assert reopened["record_same"] and reopened["mask_same"] and reopened["source_found"]
+    assert reopened["children"] == [["Background", "paintlayer"], ["Portrait", "paintlayer"]]
+    assert reopened["rerun_background_ok"] and reopened["mask_after_rerun"]
+
+
+def test_event_loop_never_blocked_over_100ms(suite: tuple[dict[str, Any], Path]) -> None:
+    res = scenario(suite, "main")
+    print(f"job {res['wall_s'] * 1000:.0f} ms (daemon round trip "
+          f"{res['timings']['run_s'] * 1000:.0f} ms, layers {res['timings']['apply_s'] * 1000:.1f}"
+          f" ms); worst timer lateness {res['lateness_ms']} ms over {res['ticks']} ticks; "
+          f"re-run lateness {res['rerun']['lateness_ms']} ms")
+    assert res["ticks"] >= 5, "the timer must have run during the job to measure anything"
+    assert res["lateness_ms"] <= 100
+    assert res["rerun"]["lateness_ms"] <= 100
+
+
+def test_moved_smaller_layer_keeps_bounds_and_alpha(suite: tuple[dict[str, Any], Path]) -> None:
+    res = scenario(suite, "moved")
+    x, y, w, h = res["source_bounds"]
+    assert (x, y, w) == (150, 90, 160)
+    assert res["layer_bounds"] == {"Portrait": res["source_bounds"],
+                                   "Background": res["source_bounds"]}
+    assert res["directly_above_source"]
+    assert res["alpha_kept"] == {"Portrait": True, "Background": True}
+    assert res["source_unchanged"]
+    assert res["params"]["regions"] == {"background": {"strength": 0.8},
+                                        "portrait": {"strength": 0.5}}
+
+
+def test_16bit_document_converted_with_notice(suite: tuple[dict[str, Any], Path]) -> None:
+    res = scenario(suite, "u16")
+    assert res["depths"] == {"Portrait": "U16", "Background": "U16"}
+    assert res["portrait_matches_8bit_result"]
+    assert any("16-bit" in n and "8-bit" in n for n in res["notices"]), res["notices"]
+    assert res["source_unchanged"] and res["mask_type"] == "transparencymask"
+
+
+def test_other_colour_models_refused_clearly(suite: tuple[dict[str, Any], Path]) -> None:
+    res = scenario(suite, "refused")
+    assert res["error_type"] == "PortraitStyleError"
+    assert "GRAYA" in res["error"] and "RGB" in res["error"] and "Convert" in res["error"]
+    assert res["layers_added"] == 0
+
+
+def test_daemon_errors_in_plain_words(suite: tuple[dict[str, Any], Path]) -> None:
+    res = scenario(suite, "unreachable")
+    assert res["error"].startswith("Could not reach the daemon at tcp://192.0.2.1:5999")
+    assert "Traceback" not in res["error"]
+    assert res["layers_added"] == 0
+    assert res["seconds"] < 10
+
+
+def test_mask_from_selection_and_back(suite: tuple[dict[str, Any], Path]) -> None:
+    res = scenario(suite, "selection")
+    assert res["mask_sum"] == 200
+    assert res["mask_from_selection"] and res["selection_from_mask"]
+
+
+def test_plugin_never_imports_torch_numpy_or_pillow() -> None:
+    """Source check: the editor side stays importable in any Krita Python."""
+    banned = ("torch", "numpy", "PIL")
+    for path in (REPO / "plugin" / "krita" / PACKAGE).rglob("*.py"):
+        for line in path.read_text().splitlines():
+            words = line.strip().split()
+            if words[:1] in (["import"], ["from"]) and len(words) > 1:
+                assert words[1].split(".")[0] not in banned, f"{path.name}: {line.strip()}"
+    qt_users = [p.name for p in (REPO / "plugin" / "krita" / PACKAGE).rglob("*.py")
+                if "PyQt" in p.read_text() and p.name != "qt.py"]
+    assert qt_users == [], f"Qt imported outside qt.py: {qt_users}"
