@@ -1,0 +1,148 @@
+"""The GIMP 3 plug-in: three PDB procedures and their thin run functions.
+
+Why thin: everything a job means (options → request, reply → layer plan, the
+record, the artist's sentences for errors) lives in the shared core; the run
+functions only turn GIMP's arguments into the core's options, pump the job's
+progress into GIMP's progress bar, and hand GIMP's return values back.
+
+Nothing here imports pyzmq or msgpack at module level: GIMP queries every
+plug-in at start-up, and a failing import then would mean the plug-in never
+registers. The wire libraries (and the core, which needs them) are imported
+inside ``run``, from the plug-in's own ``_wire`` folder when GIMP's Python
+lacks them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gi
+
+gi.require_version("Gimp", "3.0")
+from gi.repository import Gimp, GLib, GObject  # noqa: E402
+
+__all__ = ["PortraitStyle", "STYLIZE", "RERUN_PORTRAIT", "RERUN_BACKGROUND"]
+
+STYLIZE = "plug-in-portrait-style"
+RERUN_PORTRAIT = "plug-in-portrait-style-rerun-portrait"
+RERUN_BACKGROUND = "plug-in-portrait-style-rerun-background"
+MENU = "<Image>/Filters/Artistic"
+#: the Layers dock's context menu, where a re-run of a selected group is at hand
+LAYERS_MENU = "<Layers>/Portrait Style"
+_RW = GObject.ParamFlags.READWRITE
+
+
+def _fail(procedure: Any, message: str,
+          status: Gimp.PDBStatusType = Gimp.PDBStatusType.EXECUTION_ERROR) -> Any:
+    """Return values GIMP shows as an error message (interactive) or hands to the caller."""
+    error = GLib.Error.new_literal(Gimp.PlugIn.error_quark(), message, 0)
+    return procedure.new_return_values(status, error)
+
+
+def _success(procedure: Any) -> Any:
+    return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
+
+
+def _add_endpoint_argument(procedure: Any) -> None:
+    procedure.add_string_argument(
+        "endpoint", "Daemon _endpoint",
+        "ZeroMQ endpoint of the portrait-style daemon (e.g. tcp://127.0.0.1:5571); "
+        "empty: the one in portrait-style's config file, started on demand", "", _RW)
+
+
+def _run_stylize(procedure: Any, run_mode: Gimp.RunMode, image: Any, drawables: list[Any],
+                 config: Any, _data: Any) -> Any:
+    if run_mode == Gimp.RunMode.INTERACTIVE:
+        from . import dialog
+
+        if not dialog.ask(procedure, config, image):
+            return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+    try:
+        from .runner import stylize
+    except ImportError as exc:  # the wire libraries: say what to do, in GIMP's message box
+        return _fail(procedure, str(exc))
+    message = stylize(image, drawables, config)
+    return _fail(procedure, message) if message else _success(procedure)
+
+
+def _rerun(region: str) -> Any:
+    def run(procedure: Any, run_mode: Gimp.RunMode, image: Any, drawables: list[Any],
+            config: Any, _data: Any) -> Any:
+        try:
+            from .runner import rerun
+        except ImportError as exc:
+            return _fail(procedure, str(exc))
+        message = rerun(image, drawables, config, region)
+        return _fail(procedure, message) if message else _success(procedure)
+
+    return run
+
+
+class PortraitStyle(Gimp.PlugIn):
+    """Registers Filters ▸ Artistic ▸ Portrait Style… and the two re-run procedures."""
+
+    def do_set_i18n(self, _name: str) -> bool:
+        return False  # no translations yet; GIMP then uses the strings as they are
+
+    def do_query_procedures(self) -> list[str]:
+        return [STYLIZE, RERUN_PORTRAIT, RERUN_BACKGROUND]
+
+    def do_create_procedure(self, name: str) -> Any:
+        if name == STYLIZE:
+            return self._stylize_procedure(name)
+        region = "portrait" if name == RERUN_PORTRAIT else "background"
+        return self._rerun_procedure(name, region)
+
+    def _common(self, procedure: Any) -> None:
+        # "*": greyscale and indexed images get a clear refusal instead of a greyed-out menu
+        procedure.set_image_types("*")
+        procedure.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE
+                                       | Gimp.ProcedureSensitivityMask.DRAWABLES)
+        procedure.set_attribution("portrait-style", "portrait-style contributors", "2026")
+
+    def _stylize_procedure(self, name: str) -> Any:
+        procedure = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN,
+                                            _run_stylize, None)
+        self._common(procedure)
+        procedure.set_menu_label("Portrait _Style…")
+        procedure.add_menu_path(MENU)
+        procedure.set_documentation(
+            "Restyle a photo after a painting, portrait-aware",
+            "Sends each selected layer and a style painting to the portrait-style daemon and "
+            "adds, above the layer, a group 'Portrait style — <style>' holding a Background "
+            "layer (the whole frame restyled) and a Portrait layer (the person, restyled more "
+            "gently) whose layer mask is the person mask. Edit the mask and use the re-run "
+            "procedures to recompute one layer while keeping the edit. The source layer is "
+            "never changed; everything is one undo step.", name)
+        procedure.add_file_argument("style", "_Style painting",
+                                    "The painting whose style is applied (any image GIMP opens)",
+                                    Gimp.FileChooserAction.OPEN, True, None, _RW)
+        procedure.add_double_argument(
+            "background-strength", "_Background strength",
+            "How strongly the background is restyled, 0–1; below 0: the daemon's preset",
+            -1.0, 1.0, -1.0, _RW)
+        procedure.add_double_argument(
+            "portrait-strength", "_Portrait strength",
+            "How strongly the person is restyled, 0–1; below 0: the daemon's preset",
+            -1.0, 1.0, -1.0, _RW)
+        procedure.add_boolean_argument(
+            "preserve-color", "Preserve _colour",
+            "Keep the photo's colours and take only the painting's texture", False, _RW)
+        _add_endpoint_argument(procedure)
+        return procedure
+
+    def _rerun_procedure(self, name: str, region: str) -> Any:
+        procedure = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN,
+                                            _rerun(region), None)
+        self._common(procedure)
+        title = region.capitalize()
+        procedure.set_menu_label(f"Portrait Style: Re-run _{title}")
+        procedure.add_menu_path(MENU)
+        procedure.add_menu_path(LAYERS_MENU)
+        procedure.set_documentation(
+            f"Recompute the {title} layer of a Portrait Style result group",
+            f"Takes a result group (or a layer in it), and recomputes its {title} layer with "
+            "the group's stored style and settings, using the Portrait layer's current mask "
+            "as the person mask, so an edited mask is kept. One undo step.", name)
+        _add_endpoint_argument(procedure)
+        return procedure

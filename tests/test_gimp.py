@@ -1,0 +1,361 @@
+"""The GIMP 3 plug-in, installed by ``portrait-style install-plugin gimp``, in REAL GIMP 3.
+
+``gimp-console-3.0`` (from the Debian 13 chroot of ``.ci/editors-chroot.sh``,
+which has no python3-zmq/msgpack: the installer's ``_wire`` must provide them)
+runs the batch scripts in ``tests/gimp_scripts/``; they call the installed
+procedures through the PDB, as any script would, against a real daemon on the
+host (magenta engine, embedded models) over loopback TCP. The scripts only
+report and dump pixels; every judgement is made here, against the daemon's own
+answer to the same pixels, asked for directly over the wire.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import editors
+import numpy as np
+import pytest
+from daemon_harness import Daemon, running
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO / "portrait_style" / "samples"
+SCRIPTS = Path(__file__).resolve().parent / "gimp_scripts"
+PLUGIN_SOURCE = REPO / "plugin" / "gimp" / "portrait-style"
+#: CI time: the bundled portrait at a modest size is enough to see every edge case
+SIZE = 384
+GROUP_NAME = "Portrait style — Starry Night"
+
+
+# --------------------------------------------------------------------- no GIMP needed
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_plugin_never_imports_torch_numpy_or_pillow() -> None:
+    sources = sorted(PLUGIN_SOURCE.rglob("*.py"))
+    assert len(sources) >= 5, sources
+    for source in sources:
+        found = _imports(source) & {"torch", "numpy", "PIL", "cv2"}
+        assert not found, f"{source.relative_to(REPO)} imports {found}"
+
+
+def test_wire_libraries_are_not_imported_at_module_level_of_the_entry() -> None:
+    """GIMP queries the plug-in at start-up; a top-level zmq import failing there hides it."""
+    for name in ("portrait-style.py", "portrait_style_gimp/plugin.py",
+                 "portrait_style_gimp/dialog.py", "portrait_style_gimp/recent.py"):
+        tree = ast.parse((PLUGIN_SOURCE / name).read_text(encoding="utf-8"))
+        top = [n for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)]
+        modules = {(n.module or "") if isinstance(n, ast.ImportFrom) else n.names[0].name
+                   for n in top}
+        assert not {m for m in modules if "runner" in m or "zmq" in m or "msgpack" in m
+                    or "_core" in m}, (name, modules)
+
+
+def test_recent_styles_keep_newest_first_without_duplicates(tmp_path: Path) -> None:
+    sys.path.insert(0, str(PLUGIN_SOURCE))
+    try:
+        from portrait_style_gimp import recent
+    finally:
+        sys.path.remove(str(PLUGIN_SOURCE))
+    store = tmp_path / "profile" / recent.FILE_NAME
+    paintings = []
+    for i in range(recent.LIMIT + 2):
+        paintings.append(tmp_path / f"style{i}.png")
+        paintings[-1].write_bytes(b"x")
+    for painting in paintings:
+        recent.remember(store, painting)
+    recent.remember(store, paintings[3])
+    listed = recent.load(store)
+    assert listed[0] == str(paintings[3].resolve())
+    assert len(listed) == recent.LIMIT and len(set(listed)) == recent.LIMIT
+    paintings[-1].unlink()
+    assert str(paintings[-1].resolve()) not in recent.load(store), "gone files drop out"
+    store.write_text("{not json")
+    assert recent.load(store) == []
+
+
+# ------------------------------------------------------------------------ fixtures
+
+
+@dataclass
+class GimpHome:
+    """An isolated HOME with the plug-in installed the way a user installs it."""
+
+    home: Path
+    plugin_dir: Path
+    install_output: str
+
+    def batch(self, script: str, params: dict[str, Any], *, binds: list[Path],
+              timeout: float = 300) -> tuple[dict[str, Any], subprocess.CompletedProcess[str]]:
+        code = f"PARAMS = {json.dumps(params)}\n" + (SCRIPTS / script).read_text()
+        proc = editors.gimp_batch(code, home=self.home, timeout=timeout, binds=binds)
+        return editors.load_result(self.home, proc), proc
+
+
+@pytest.fixture(scope="module")
+def gimp(tmp_path_factory: pytest.TempPathFactory) -> GimpHome:
+    editors.require_editors()
+    home = tmp_path_factory.mktemp("gimp-home")
+    profile = home / ".config" / "GIMP" / "3.0"
+    # The chroot's GIMP runs Python 3.13 without pyzmq/msgpack: the install must bundle them.
+    done = subprocess.run([sys.executable, "-m", "portrait_style", "install-plugin", "gimp",
+                           "--profile", str(profile), "--python", "3.13"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    plugin_dir = profile / "plug-ins" / "portrait-style"
+    return GimpHome(home, plugin_dir, done.stdout)
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    editors.require_editors()
+    with running(tmp_path_factory.mktemp("gimp-daemon"), "--engine", "magenta",
+                 "--device", "cpu") as daemon:
+        yield daemon
+
+
+@pytest.fixture(scope="module")
+def samples(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The bundled portrait and painting as 8-bit PNGs (GIMP and the test read the same pixels)."""
+    folder = tmp_path_factory.mktemp("gimp-samples")
+    out = {}
+    for name in ("astronaut", "starry_night"):
+        image = Image.open(SAMPLES / f"{name}.jpg").convert("RGB")
+        image.thumbnail((SIZE, SIZE))
+        out[name] = folder / f"{name}.png"
+        image.save(out[name])
+    return out
+
+
+@dataclass
+class Run:
+    report: dict[str, Any]
+    out: Path
+    proc: subprocess.CompletedProcess[str]
+    seconds: float
+
+    def pixels(self, entry: dict[str, Any]) -> np.ndarray:
+        data = np.fromfile(self.out / entry["file"], np.uint8)
+        return data.reshape(entry["height"], entry["width"], entry["channels"])
+
+
+def _run_case(gimp: GimpHome, daemon: Daemon, samples: dict[str, Path], case: str,
+              tmp_path: Path) -> Run:
+    out = tmp_path / f"out-{case}"
+    out.mkdir()
+    params = {"case": case, "content": str(samples["astronaut"]),
+              "style": str(samples["starry_night"]), "endpoint": daemon.endpoint,
+              "out": str(out)}
+    started = time.monotonic()
+    report, proc = gimp.batch("stylize.py", params, binds=[out, samples["astronaut"].parent])
+    seconds = time.monotonic() - started
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return Run(report, out, proc, seconds)
+
+
+def _daemon_answer(daemon: Daemon, content: np.ndarray, style: Path, **fields: Any,
+                   ) -> dict[str, np.ndarray]:
+    """What the daemon itself returns for these pixels (the reference for GIMP's layers)."""
+    from portrait_style.protocol.client import DaemonClient
+
+    painting = np.asarray(Image.open(style).convert("RGB"))
+    with DaemonClient(daemon.endpoint, timeout_s=120) as client:
+        reply = client.stylize(np.ascontiguousarray(content), painting, **fields)
+    return {name: np.asarray(layer) for name, layer in reply.layers.items()}
+
+
+def _level_diff(a: np.ndarray, b: np.ndarray) -> int:
+    a = a.reshape(a.shape[0], a.shape[1], -1)
+    b = b.reshape(b.shape[0], b.shape[1], -1)
+    return int(np.abs(a.astype(np.int16) - b.astype(np.int16)).max())
+
+
+def _check_group(result: dict[str, Any]) -> None:
+    assert result["group_name"] == GROUP_NAME
+    assert result["position"] == 0, "the group sits directly above the source"
+    assert set(result["layers"]) == {"Portrait", "Background"}
+    portrait, background = result["layers"]["Portrait"], result["layers"]["Background"]
+    assert result["children"][0] == portrait["name"] == "Portrait", "Portrait on top"
+    # GIMP keeps names unique: our "Background" may be "Background #1" beside the photo's
+    assert background["name"].startswith("Background")
+    assert portrait["mask"] is not None and background["mask"] is None
+    for entry in (portrait, background):
+        assert entry["mode"] == "normal"
+        assert entry["spaces"][1] == "rgb-perceptual", "composited like the daemon"
+    assert result["group_spaces"][1] == "rgb-perceptual"
+
+
+# ---------------------------------------------------------------------- GIMP tests
+
+
+@pytest.mark.editors
+@pytest.mark.slow
+def test_install_bundles_the_wire_for_gimps_python(gimp: GimpHome) -> None:
+    package = gimp.plugin_dir / "portrait_style_gimp"
+    entry = gimp.plugin_dir / "portrait-style.py"
+    assert entry.stat().st_mode & 0o111, "GIMP only runs an executable plug-in"
+    assert (package / "_core" / "plugin" / "job.py").is_file()
+    assert any((package / "_wire").glob("zmq/__init__.py"))
+    assert any((package / "_wire").glob("msgpack/__init__.py"))
+    assert "bundled pyzmq and msgpack" in gimp.install_output
+
+
+@pytest.mark.editors
+@pytest.mark.slow
+def test_gimp_document_keeps_the_contract_at_every_precision(gimp: GimpHome) -> None:
+    report, _ = gimp.batch("contract.py", {"plugin_dir": str(gimp.plugin_dir)}, binds=[])
+    assert set(report) == {"u8 full canvas", "u8 small moved alpha", "u16 linear",
+                           "float linear"}
+    broken = {case: rules for case, rules in report.items() if rules}
+    assert not broken, json.dumps(broken, indent=1)
+
+
+@pytest.mark.editors
+@pytest.mark.slow
+def test_stylize_rerun_and_xcf_round_trip(gimp: GimpHome, daemon: Daemon,
+                                          samples: dict[str, Path], tmp_path: Path) -> None:
+    run = _run_case(gimp, daemon, samples, "main", tmp_path)
+    report, steps = run.report, run.report["steps"]
+    assert steps["stylize"]["status"] == "success", steps["stylize"]
+    result = report["result"]
+    _check_group(result)
+
+    source = run.pixels(report["source_before"])
+    assert np.array_equal(run.pixels(report["source_after"]), source), "source untouched"
+    assert report["source_name"] == "Background", "the photo's layer keeps its name"
+    record = json.loads(result["record"])
+    assert record["style_path"] == str(samples["starry_night"])
+    assert record["engine"] == "magenta" and record["source_name"] == "Background"
+
+    expected = _daemon_answer(daemon, source, samples["starry_night"],
+                              outputs=["background", "portrait", "mask", "composite"])
+    layers = result["layers"]
+    mask = run.pixels(layers["Portrait"]["mask"])[..., 0]
+    assert np.array_equal(mask, expected["mask"]), "the layer mask is the daemon's mask"
+    assert 0.15 < (mask > 127).mean() < 0.85, "the astronaut is found"
+    assert _level_diff(run.pixels(layers["Portrait"]), expected["portrait"]) == 0
+    assert _level_diff(run.pixels(layers["Background"]), expected["background"]) == 0
+    for entry in (layers["Portrait"], layers["Background"], layers["Portrait"]["mask"]):
+        assert (entry["width"], entry["height"], entry["offset"]) == (
+            source.shape[1], source.shape[0], [0, 0])
+    flat = run.pixels(report["flat"])
+    assert _level_diff(flat, expected["composite"][..., :3]) <= 1, (
+        "GIMP shows exactly the daemon's composite")
+
+    # re-run portrait: the artist's edited mask is kept, and sent instead of a new one
+    assert steps["rerun-portrait"]["status"] == "success", steps["rerun-portrait"]
+    edited = run.pixels(report["edited_mask"])[..., 0]
+    assert not np.array_equal(edited, mask)
+    rerun = report["after_rerun"]
+    _check_group(rerun)
+    assert np.array_equal(run.pixels(rerun["layers"]["Portrait"]["mask"])[..., 0], edited)
+    again = _daemon_answer(daemon, source, samples["starry_night"], mask=edited,
+                           outputs=["portrait"])
+    assert _level_diff(run.pixels(rerun["layers"]["Portrait"]), again["portrait"]) == 0
+    assert np.array_equal(run.pixels(rerun["layers"]["Background"]),
+                          run.pixels(layers["Background"])), "only the Portrait is redone"
+    blend = edited[..., None] / 255.0
+    composite = blend * again["portrait"][..., :3] + (1 - blend) * expected["background"][..., :3]
+    assert _level_diff(run.pixels(report["flat_rerun"]), np.round(composite).astype(np.uint8)) <= 1
+
+    # .xcf: group, mask and record survive; the reopened file re-runs its background
+    assert report["saved"]
+    reloaded = report["reloaded"]
+    assert reloaded is not None, "the group is found again in the reopened .xcf"
+    _check_group(reloaded)
+    assert reloaded["record"] == rerun["record"]
+    assert np.array_equal(run.pixels(reloaded["layers"]["Portrait"]["mask"])[..., 0], edited)
+    assert steps["rerun-background"]["status"] == "success", steps["rerun-background"]
+    after = report["after_background_rerun"]
+    assert np.array_equal(run.pixels(after["layers"]["Portrait"]["mask"])[..., 0], edited)
+    assert np.array_equal(run.pixels(after["layers"]["Portrait"]),
+                          run.pixels(rerun["layers"]["Portrait"])), "only the Background is redone"
+
+    # scripts get a sentence, not a traceback, and the image is left as it was
+    assert steps["no-style"]["status"] == "execution-error"
+    assert "choose a style painting" in steps["no-style"]["error"]
+    assert steps["no-style"]["new_layers"] == 0
+    print(f"\nGIMP batch run: {run.seconds:.1f} s in all; stylize call "
+          f"{steps['stylize']['seconds']:.2f} s, re-runs {steps['rerun-portrait']['seconds']:.2f}"
+          f" / {steps['rerun-background']['seconds']:.2f} s; plug-in timings: "
+          + "; ".join(line.split(": ", 1)[1] for line in run.proc.stderr.splitlines()
+                      if line.startswith("portrait-style: ")))
+
+
+@pytest.mark.editors
+@pytest.mark.slow
+def test_small_moved_layer_with_alpha(gimp: GimpHome, daemon: Daemon, samples: dict[str, Path],
+                                      tmp_path: Path) -> None:
+    run = _run_case(gimp, daemon, samples, "moved", tmp_path)
+    report = run.report
+    assert report["steps"]["stylize"]["status"] == "success", report["steps"]
+    source = run.pixels(report["source_before"])
+    assert source.shape[2] == 4 and source.shape[0] < SIZE
+    assert np.array_equal(run.pixels(report["source_after"]), source)
+    result = report["result"]
+    _check_group(result)
+    expected = _daemon_answer(daemon, source, samples["starry_night"],
+                              outputs=["background", "portrait", "mask"])
+    for name in ("Portrait", "Background"):
+        entry = result["layers"][name]
+        assert entry["offset"] == [37, 23] == report["source_before"]["offset"]
+        assert (entry["width"], entry["height"]) == (source.shape[1], source.shape[0])
+        pixels = run.pixels(entry)
+        assert np.array_equal(pixels[..., 3], source[..., 3]), f"{name} keeps the alpha"
+        opaque = source[..., 3] > 0
+        assert _level_diff(pixels[..., :3][opaque][None],
+                           expected[name.lower()][..., :3][opaque][None]) == 0
+    mask = result["layers"]["Portrait"]["mask"]
+    assert mask["offset"] == [37, 23]
+    assert np.array_equal(run.pixels(mask)[..., 0], expected["mask"])
+
+
+@pytest.mark.editors
+@pytest.mark.slow
+def test_sixteen_bit_linear_image(gimp: GimpHome, daemon: Daemon, samples: dict[str, Path],
+                                  tmp_path: Path) -> None:
+    run = _run_case(gimp, daemon, samples, "u16", tmp_path)
+    report = run.report
+    assert report["steps"]["stylize"]["status"] == "success", report["steps"]
+    assert report["precision"] == report["precision_after"] == "u16-linear"
+    source = run.pixels(report["source_before"])
+    assert np.array_equal(run.pixels(report["source_after"]), source)
+    photo = np.asarray(Image.open(samples["astronaut"]).convert("RGB"))
+    assert _level_diff(source, photo) == 0, "8-bit content survives the 16-bit round trip"
+    _check_group(report["result"])
+    expected = _daemon_answer(daemon, source, samples["starry_night"],
+                              outputs=["background", "portrait", "mask", "composite"])
+    layers = report["result"]["layers"]
+    assert _level_diff(run.pixels(layers["Portrait"]["mask"])[..., 0], expected["mask"]) <= 1
+    assert _level_diff(run.pixels(layers["Portrait"]), expected["portrait"]) <= 1
+    assert _level_diff(run.pixels(report["flat"]), expected["composite"][..., :3]) <= 1
+
+
+@pytest.mark.editors
+@pytest.mark.slow
+def test_greyscale_image_is_refused_in_words(gimp: GimpHome, daemon: Daemon,
+                                             samples: dict[str, Path], tmp_path: Path) -> None:
+    run = _run_case(gimp, daemon, samples, "gray", tmp_path)
+    step = run.report["steps"]["stylize"]
+    assert step["status"] == "execution-error"
+    assert "greyscale" in step["error"] and "Image ▸ Mode ▸ RGB" in step["error"], step
+    assert run.report["layer_count"] == 1, "nothing was added"
