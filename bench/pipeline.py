@@ -27,6 +27,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -193,22 +195,7 @@ def through_daemon(engine: str, sizes: list[int], args: argparse.Namespace,
     """
     from portrait_style.protocol.client import DaemonClient
 
-    endpoint = f"tcp://127.0.0.1:{free_port()}"
-    home = Path(tempfile.mkdtemp(prefix="bench-home-"))
-    ready = home / "ready"
-    command = [sys.executable, "-m", "portrait_style", "serve", "--bind", endpoint,
-               "--engine", engine, "--device", args.device, "--ready-file", str(ready)]
-    if sanet_dir is not None:
-        command += ["--weights-dir", str(sanet_dir)]
-    env = dict(os.environ, PORTRAIT_STYLE_HOME=str(home))
-    daemon = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 180
-        while not ready.exists():
-            if daemon.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"daemon did not start:\n{daemon.stderr.read()[-2000:]}")
-            time.sleep(0.1)
+    with daemon_process(engine, args.device, sanet_dir) as (endpoint, _):
         results: dict[int, tuple[float, float]] = {}
         with DaemonClient(endpoint, timeout_s=600) as client:
             for size in sizes:
@@ -222,10 +209,32 @@ def through_daemon(engine: str, sizes: list[int], args: argparse.Namespace,
             if ratio is not None and engine == "magenta":
                 ratio.update(ratio_to_onnxruntime(client, args) or {})
         return results
+
+
+@contextmanager
+def daemon_process(engine: str, device: str, sanet_dir: Path | None = None
+                   ) -> Iterator[tuple[str, subprocess.Popen]]:
+    """A real ``portrait-style serve`` subprocess on a free tcp port: (endpoint, process)."""
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    home = Path(tempfile.mkdtemp(prefix="bench-home-"))
+    ready = home / "ready"
+    command = [sys.executable, "-m", "portrait_style", "serve", "--bind", endpoint,
+               "--engine", engine, "--device", device, "--ready-file", str(ready)]
+    if sanet_dir is not None:
+        command += ["--weights-dir", str(sanet_dir)]
+    env = dict(os.environ, PORTRAIT_STYLE_HOME=str(home))
+    daemon = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not ready.exists():
+            if daemon.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"daemon did not start:\n{daemon.stderr.read()[-2000:]}")
+            time.sleep(0.1)
+        yield endpoint, daemon
     finally:
         daemon.terminate()
         daemon.wait(timeout=30)
-
 
 
 def main() -> None:

@@ -68,14 +68,26 @@ def compose_bands(background: np.ndarray, portrait: np.ndarray, mask: np.ndarray
 
 
 def cut_by_mask(pixels: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """RGBA copy of ``pixels`` whose alpha is its own alpha × mask (rounded)."""
+    """RGBA copy of ``pixels`` whose alpha is its own alpha × mask (rounded).
+
+    Colour under alpha 0 is set to black: invisible in every reader, and the
+    long zero runs deflate several times faster than the stylized pixels they
+    replace (the full-frame portrait is in portrait.png anyway).
+    """
     out = np.empty(pixels.shape[:2] + (4,), np.uint8)
-    out[..., :3] = pixels[..., :3]
     for y0 in range(0, mask.shape[0], _BAND_ROWS):
         rows = slice(y0, y0 + _BAND_ROWS)
-        alpha = (pixels[rows, :, 3].astype(np.uint32) if pixels.shape[2] == 4
-                 else np.uint32(255))
-        out[rows, :, 3] = (alpha * mask[rows].astype(np.uint32) + 127) // 255
+        m = mask[rows]
+        if pixels.shape[2] == 4:
+            # round(a·m / 255) exactly, in uint16: t = a·m + 128, (t + (t >> 8)) >> 8
+            t = pixels[rows, :, 3].astype(np.uint16) * m + np.uint16(128)
+            alpha = ((t + (t >> 8)) >> 8).astype(np.uint8)
+        else:
+            alpha = m
+        band = out[rows]
+        band[..., :3] = pixels[rows, :, :3]
+        band[..., 3] = alpha
+        band[alpha == 0] = 0
     return out
 
 
@@ -173,6 +185,8 @@ def write_outputs(out_dir: Path, layers: Mapping[str, np.ndarray], *, source_nam
             if tuple(offset) != (0, 0):
                 png_job("ora:merged", out_dir / f"{ORA_NAME}.merged.png",
                         _merged(images["composite"], offset))
+        # the biggest encodings first, the small mask last: two threads finish together
+        jobs.sort(key=lambda job: (job[0] != "ora:portrait", job[0] == "mask"))
         spent = _run_jobs(jobs, pending, parallel)
         written: list[Path] = []
         if with_ora:
