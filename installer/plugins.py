@@ -270,6 +270,7 @@ class InstallReport:
     extra_files: list[str] = field(default_factory=list)
     kritarc: str | None = None
     kritarc_added: bool = False
+    created_dirs: list[str] = field(default_factory=list)
     python: dict[str, Any] = field(default_factory=dict)
     wire_bundled: bool = False
 
@@ -301,7 +302,10 @@ def install_plugin(host_name: str, profile: Path | None = None, python: str | No
     target = host.plugin_dir(profile)
     report = InstallReport(host=host.name, plugin_dir=target)
     report.python = _target_python(host, python)
-    previous = _read_manifest(target)
+    previous = read_manifest(target)
+    report.created_dirs = previous.get("created_dirs") or [
+        str(d) for d in [target.parent, *target.parent.parents]
+        if d.is_relative_to(profile) and not d.exists()]
     staging = Path(tempfile.mkdtemp(prefix=".portrait-style-", dir=_mkdir(target.parent)))
     try:
         _copy_tree(resources.files("portrait_style.plugin") / host.source /
@@ -352,11 +356,12 @@ def _mkdir(path: Path) -> Path:
 def _write_manifest(target: Path, report: InstallReport) -> None:
     data = {"host": report.host, "files": report.files, "extra_files": report.extra_files,
             "kritarc": report.kritarc, "kritarc_added": report.kritarc_added,
+            "created_dirs": report.created_dirs,
             "python": report.python, "wire_bundled": report.wire_bundled}
     (target / MANIFEST).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
-def _read_manifest(target: Path) -> dict[str, Any]:
+def read_manifest(target: Path) -> dict[str, Any]:
     try:
         return json.loads((target / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -369,7 +374,7 @@ def uninstall_plugin(host_name: str, profile: Path | None = None, *,
     host = HOSTS[host_name]
     profile = Path(profile).expanduser() if profile else host.default_profile()
     target = host.plugin_dir(profile)
-    manifest = _read_manifest(target)
+    manifest = read_manifest(target)
     if not target.exists():
         log(f"the {host.name} plug-in is not installed in {profile}")
         return False
@@ -378,15 +383,12 @@ def uninstall_plugin(host_name: str, profile: Path | None = None, *,
         Path(extra).unlink(missing_ok=True)
     if manifest.get("kritarc") and manifest.get("kritarc_added"):
         _set_kritarc_flag(Path(manifest["kritarc"]), f"enable_{host.package}", False)
-    for folder in (target.parent, target.parent.parent):
-        _remove_if_empty(folder, profile)
+    for folder in manifest.get("created_dirs", []):  # deepest first, as recorded
+        path = Path(folder)
+        if path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
     log(f"removed the {host.name} plug-in from {target}")
     return True
-
-
-def _remove_if_empty(folder: Path, stop: Path) -> None:
-    if folder != stop.parent and folder.is_dir() and not any(folder.iterdir()):
-        folder.rmdir()
 
 
 # ---------------------------------------------------------------------------- CLI
@@ -429,4 +431,4 @@ def installed_files(host_name: str, profile: Path | None = None) -> Iterable[str
     """The files a previous install recorded (for ``doctor``)."""
     host = HOSTS[host_name]
     profile = Path(profile).expanduser() if profile else host.default_profile()
-    return _read_manifest(host.plugin_dir(profile)).get("files", [])
+    return read_manifest(host.plugin_dir(profile)).get("files", [])

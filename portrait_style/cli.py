@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, str] = {
     "train": ".weights.train",
     "keys": ".keys_cli",
     "install-plugin": ".installer.plugins",
+    "doctor": ".installer.doctor",
     "status": ".plugin.daemon_cli",
     "stop": ".plugin.daemon_cli",
     "config": ".plugin.daemon_cli",

@@ -1,0 +1,215 @@
+"""``portrait-style doctor``: what is wrong with this installation, and how to fix it.
+
+Why: the anchors' users mostly report plug-ins that do not show up, editor
+Pythons that cannot import what the plug-in needs, missing model files and a
+daemon that does not start. Each of those is a check here, run the way the
+editors would run it (the editor's own Python imports the installed plug-in's
+wire libraries; the daemon is started on demand as the hosts do), and every
+failure comes with the command that fixes it. Exit status 1 when anything is
+broken, 0 otherwise (warnings do not fail).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import __version__, paths
+from ..config import ConfigError, config_path, load_config
+from .hosts import EditorInstall, find_editors
+from .plugins import HOSTS, read_manifest
+
+__all__ = ["Check", "add_parser", "run_checks"]
+
+OK, WARN, FAIL = "ok", "warn", "FAIL"
+
+
+@dataclass
+class Check:
+    """One line of the report: what was checked, how it went, and the fix."""
+
+    name: str
+    status: str
+    detail: str
+    fix: str = ""
+
+
+def _environment() -> list[Check]:
+    checks = [Check("environment", OK, f"portrait-style {__version__}, Python "
+                    f"{sys.version.split()[0]} at {sys.executable}")]
+    try:
+        config = load_config()
+    except ConfigError as exc:
+        return [*checks, Check("config file", FAIL, str(exc),
+                               f"delete {config_path()} and run 'portrait-style config --init'")]
+    if not config.daemon_command:
+        what = "has no daemon command" if config_path().exists() else "does not exist"
+        checks.append(Check("config file", FAIL, f"{config_path()} {what}: the editors cannot "
+                            "start the daemon",
+                            "portrait-style config --init (or re-run the installer)"))
+    elif not Path(config.daemon_command[0]).exists():
+        checks.append(Check("config file", FAIL, f"the daemon command's interpreter "
+                            f"{config.daemon_command[0]} does not exist",
+                            "re-run the installer, or 'portrait-style config --init'"))
+    else:
+        checks.append(Check("config file", OK, f"{config_path()}: the daemon starts with "
+                            f"{' '.join(config.daemon_command)}"))
+    return checks
+
+
+def _torch() -> list[Check]:
+    try:
+        import torch
+    except Exception as exc:
+        return [Check("torch", FAIL, f"PyTorch does not import: {exc}",
+                      "re-run the installer (it installs the right PyTorch)")]
+    device = "cuda: " + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    return [Check("torch", OK, f"PyTorch {torch.__version__}, device {device}")]
+
+
+def _weights() -> list[Check]:
+    from ..weights.fetch import VerifyState, verify
+    from ..weights.registry import load_registry
+
+    checks = []
+    for entry in load_registry().values():
+        if not entry.embedded:
+            continue
+        report = verify(entry.name)
+        if report.state is VerifyState.VERIFIED:
+            checks.append(Check(f"model {entry.name}", OK, f"{report.path} (sha256 "
+                                f"{report.detail[:12]}…)"))
+        else:
+            checks.append(Check(f"model {entry.name}", FAIL, f"{report.state.value}: "
+                                f"{report.detail}", f"portrait-style weights fetch {entry.name}"))
+    return checks
+
+
+def _daemon() -> list[Check]:
+    from ..plugin.explain import explain
+    from ..plugin.launcher import ensure_daemon
+    from ..protocol.client import DaemonClient
+
+    try:
+        started = time.perf_counter()
+        handle = ensure_daemon()
+        ready = time.perf_counter() - started
+        with DaemonClient(handle.endpoint) as client:
+            rtt = min(client.ping() for _ in range(3))
+    except Exception as exc:
+        return [Check("daemon", FAIL, explain(exc),
+                      "see the daemon log in " + str(paths.log_dir()))]
+    how = f"started in {ready:.1f} s" if handle.started else "already running"
+    return [Check("daemon", OK, f"{handle.describe()} ({how}); ping {rtt * 1000:.1f} ms")]
+
+
+_IMPORT_PROBE = """
+import sys
+from pathlib import Path
+package = Path(sys.argv[1])
+sys.path.insert(0, str(package.parent))
+core = __import__(package.name + "._core.plugin.wire", fromlist=["ensure_wire"])
+core.ensure_wire(package / "_wire")
+import zmq, msgpack
+print(zmq.zmq_version(), msgpack.version)
+"""
+
+
+def _editor(editor: EditorInstall) -> list[Check]:
+    host = HOSTS[editor.host]
+    target = host.plugin_dir(editor.profile)
+    name = f"{editor.host} ({editor.kind})"
+    manifest = read_manifest(target)
+    if not manifest:
+        return [Check(name, FAIL, f"the plug-in is not installed in {target}",
+                      f"portrait-style install-plugin {editor.host} --profile {editor.profile} "
+                      f"--python {editor.python}")]
+    checks = [Check(name, OK, f"installed in {target} ({len(manifest.get('files', []))} files)")]
+    if editor.host == "gimp":
+        entry = target / "portrait-style.py"
+        if not entry.exists() or not entry.stat().st_mode & 0o111:
+            checks.append(Check(name, FAIL, f"{entry} is missing or not executable: GIMP will "
+                                "not list the plug-in", f"chmod +x {entry}"))
+    if editor.kritarc is not None:
+        flag = f"enable_{host.package}=true"
+        text = editor.kritarc.read_text() if editor.kritarc.exists() else ""
+        if flag not in text:
+            checks.append(Check(name, FAIL, f"not enabled in {editor.kritarc}",
+                                f"portrait-style install-plugin krita --profile {editor.profile}"))
+    checks.append(_editor_python(name, editor, host.package_dir(editor.profile)))
+    return checks
+
+
+def _editor_python(name: str, editor: EditorInstall, package: Path) -> Check:
+    """Run the editor's own Python on the installed plug-in's wire import, if it can be run."""
+    if not Path(editor.python).is_absolute():
+        wire = package / "_wire"
+        tag = "cp" + editor.python.replace(".", "")
+        bundled = any(tag in p.name for p in wire.glob("zmq/**/*.so")) if wire.is_dir() else False
+        if bundled:
+            return Check(name, OK, f"pyzmq for Python {editor.python} is bundled (that Python "
+                         "cannot be run from here to try it)")
+        return Check(name, WARN, f"cannot run this editor's Python {editor.python} from here, "
+                     "and no matching pyzmq is bundled",
+                     f"portrait-style install-plugin {editor.host} --python {editor.python}")
+    try:
+        done = subprocess.run([editor.python, "-c", _IMPORT_PROBE, str(package)],
+                              capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return Check(name, FAIL, f"cannot run {editor.python}: {exc}",
+                     f"portrait-style install-plugin {editor.host} --python PATH")
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["?"])[-1]
+        return Check(name, FAIL, f"{editor.python} cannot import the wire libraries: {last}",
+                     f"portrait-style install-plugin {editor.host} --profile {editor.profile} "
+                     f"--python {editor.python}")
+    return Check(name, OK, f"{editor.python} imports zmq {done.stdout.split()[0]} for the "
+                 "plug-in")
+
+
+def run_checks(*, daemon: bool = True,
+               editors: Callable[[], list[EditorInstall]] = find_editors) -> list[Check]:
+    checks = [*_environment(), *_torch(), *_weights()]
+    if daemon:
+        checks += _daemon()
+    found = editors()
+    if not found:
+        checks.append(Check("editors", WARN, "no GIMP 3 or Krita found for this user",
+                            "install one, then 'portrait-style install-plugin gimp|krita'"))
+    for editor in found:
+        checks += _editor(editor)
+    return checks
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("doctor", help="check the installation and say how to fix it",
+                              description="Check the environment, PyTorch, the model files, "
+                                          "the daemon and every editor's plug-in.")
+    p.add_argument("--no-daemon", action="store_true", help="do not start or ping the daemon")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_main)
+    return p
+
+
+def _main(args: argparse.Namespace) -> int:
+    checks = run_checks(daemon=not args.no_daemon)
+    if args.json:
+        print(json.dumps([c.__dict__ for c in checks], indent=2))
+    else:
+        width = max(len(c.name) for c in checks)
+        for check in checks:
+            print(f"[{check.status:>4}] {check.name.ljust(width)}  {check.detail}")
+            if check.fix and check.status != OK:
+                print(f"       {' ' * width}  fix: {check.fix}")
+    failed = [c for c in checks if c.status == FAIL]
+    if failed:
+        print(f"{len(failed)} problem(s) found", file=sys.stderr)
+    return 1 if failed else 0
+

@@ -1,0 +1,171 @@
+"""Putting portrait-style in place for a user: install-plugin, the installer, doctor.
+
+Everything runs in a temporary HOME with empty GIMP and Krita profile folders,
+as on an artist's fresh machine, and checks what lands on disk — and that an
+uninstall leaves that HOME exactly as it was. The editors themselves run the
+installed plug-ins in test_gimp.py and test_krita.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from daemon_harness import isolated_env, run_cli, running
+
+REPO = Path(__file__).resolve().parents[1]
+SYSTEM_PYTHON = Path("/usr/bin/python3")
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, str]]:
+    """Every path under ``root`` with its mode and content hash (folders: "dir")."""
+    out: dict[str, tuple[int, str]] = {}
+    for path in sorted(root.rglob("*")):
+        info = path.lstat()
+        kind = "dir" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
+        out[str(path.relative_to(root))] = (info.st_mode, kind)
+    return out
+
+
+def _artist_home(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A HOME with GIMP 3 and Krita profiles, and a kritarc Krita already wrote."""
+    home = tmp_path / "artist"
+    (home / ".config" / "GIMP" / "3.0").mkdir(parents=True)
+    (home / ".local" / "share" / "krita").mkdir(parents=True)
+    (home / ".config" / "kritarc").write_text("[General]\nDontUseNativeFileDialog=true\n\n"
+                                              "[python]\nenable_other_plugin=true\n")
+    env = isolated_env(tmp_path / "ps-home")
+    env.update(HOME=str(home))
+    for key in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "GIMP3_DIRECTORY"):
+        env.pop(key, None)
+    return home, env
+
+
+def _install(host: str, env: dict[str, str], *extra: str) -> subprocess.CompletedProcess[str]:
+    return run_cli("install-plugin", [host, *extra], env, 300)
+
+
+def test_install_plugin_puts_both_plugins_in_place_and_uninstall_undoes_it(
+        tmp_path: Path) -> None:
+    home, env = _artist_home(tmp_path)
+    before = _snapshot(home)
+    venv_python = sys.executable  # has pyzmq and msgpack: nothing to bundle
+    for host in ("gimp", "krita"):
+        res = _install(host, env, "--python", venv_python)
+        assert res.returncode == 0, res.stderr
+        assert "installed the" in res.stdout
+    gimp = home / ".config" / "GIMP" / "3.0" / "plug-ins" / "portrait-style"
+    entry = gimp / "portrait-style.py"
+    assert entry.stat().st_mode & 0o111, "GIMP only runs executable plug-ins"
+    assert (gimp / "portrait_style_gimp" / "_core" / "plugin" / "job.py").exists()
+    assert not (gimp / "portrait_style_gimp" / "_wire").exists()
+    krita = home / ".local" / "share" / "krita" / "pykrita"
+    assert (krita / "portrait_style_krita.desktop").exists()
+    core = krita / "portrait_style_krita" / "_core"
+    assert (core / "protocol" / "client.py").exists() and (core / "plugin" / "wire.py").exists()
+    assert not (core / "plugin" / "cli_host.py").exists()  # the numpy/Pillow host stays out
+    kritarc = (home / ".config" / "kritarc").read_text()
+    assert "enable_portrait_style_krita=true" in kritarc
+    assert "enable_other_plugin=true" in kritarc and "DontUseNativeFileDialog" in kritarc
+    installed = _snapshot(home)
+    for host in ("gimp", "krita"):  # again: a repair leaves the same files
+        assert _install(host, env, "--python", venv_python).returncode == 0
+    assert _snapshot(home) == installed
+    for host in ("gimp", "krita"):
+        res = _install(host, env, "--uninstall")
+        assert res.returncode == 0 and "removed" in res.stdout, res.stderr
+    assert _snapshot(home) == before
+
+
+_EDITOR = """
+import json, sys
+from pathlib import Path
+package = Path(sys.argv[1])
+sys.path.insert(0, str(package.parent))
+plugin = __import__(package.name + "._core.plugin.wire", fromlist=["ensure_wire"])
+plugin.ensure_wire(package / "_wire")
+job = __import__(package.name + "._core.plugin.job", fromlist=["Connection"])
+client = __import__(package.name + "._core.protocol.client", fromlist=["DaemonClient"])
+import zmq
+with client.DaemonClient(sys.argv[2]) as c:
+    hello = c.hello()
+    reply = c.stylize((bytes(range(48)), (4, 4, 3)), (bytes(12), (2, 2, 3)),
+                      outputs=["background"])
+print(json.dumps({"zmq_from": zmq.__file__, "engine": hello["engines"]["active"],
+                  "layers": sorted(reply.layers), "numpy": "numpy" in sys.modules}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SYSTEM_PYTHON.exists(), reason="needs the system /usr/bin/python3")
+def test_bundled_wire_libraries_let_a_bare_python_run_the_plugin(tmp_path: Path) -> None:
+    """The editor's Python without pyzmq/msgpack (``-S``: no site packages at all)."""
+    home, env = _artist_home(tmp_path)
+    version = subprocess.run([str(SYSTEM_PYTHON), "-c", "import sys; print('%d.%d' % "
+                              "sys.version_info[:2])"], capture_output=True, text=True,
+                             check=True).stdout.strip()
+    res = _install("krita", env, "--python", version)
+    assert res.returncode == 0, res.stderr
+    assert "bundled pyzmq" in res.stdout
+    package = home / ".local" / "share" / "krita" / "pykrita" / "portrait_style_krita"
+    assert any((package / "_wire" / "zmq").rglob("*.so"))
+    with running(tmp_path / "daemon", "--engine", "noop") as daemon:
+        done = subprocess.run([str(SYSTEM_PYTHON), "-S", "-c", _EDITOR, str(package),
+                               daemon.endpoint], capture_output=True, text=True, timeout=60,
+                              env={"PATH": "/usr/bin:/bin", "HOME": str(home)})
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["zmq_from"].startswith(str(package / "_wire"))
+    assert out == {**out, "engine": "noop", "layers": ["background"], "numpy": False}
+
+
+def test_installer_dry_run_lists_the_steps_and_changes_nothing(tmp_path: Path) -> None:
+    home, env = _artist_home(tmp_path)
+    env.pop("PORTRAIT_STYLE_HOME")
+    before = _snapshot(home)
+    done = subprocess.run([sys.executable, str(REPO / "installer" / "install.py"),
+                           "--dry-run", "--service"], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    steps = done.stdout.splitlines()
+    text = done.stdout
+    assert steps[0].startswith("1. create the virtual environment")
+    assert str(home / ".local" / "share" / "portrait-style" / "venv") in text
+    assert "install PyTorch" in text and "fetch the embedded model files" in text
+    assert "install the plug-in into gimp" in text and "install the plug-in into krita" in text
+    assert "systemd user unit" in text
+    assert _snapshot(home) == before
+
+
+@pytest.mark.slow
+def test_installer_end_to_end_then_uninstall_leaves_home_as_it_was(tmp_path: Path) -> None:
+    """The artist's one command, for real (PyTorch from this machine's wheel cache)."""
+    home, env = _artist_home(tmp_path)
+    env.pop("PORTRAIT_STYLE_HOME")
+    env["PORTRAIT_STYLE_TORCH"] = os.environ.get("PORTRAIT_STYLE_TEST_TORCH",
+                                                 "torch==2.14.1 torchvision==0.29.1")
+    env["PIP_PROGRESS_BAR"] = "off"
+    before = _snapshot(home)
+    install = subprocess.run(["sh", str(REPO / "installer" / "install.sh"), "--hosts", "gimp",
+                              "krita"], capture_output=True, text=True, env=env, timeout=1500)
+    assert install.returncode == 0, install.stdout[-3000:] + install.stderr[-3000:]
+    product = home / ".local" / "share" / "portrait-style" / "venv" / "bin" / "portrait-style"
+    config = json.loads((home / ".config" / "portrait-style" / "config.json").read_text())
+    assert config["daemon_command"][0].startswith(str(home))
+    assert (home / ".config" / "GIMP" / "3.0" / "plug-ins" / "portrait-style").is_dir()
+    assert "enable_portrait_style_krita=true" in (home / ".config" / "kritarc").read_text()
+    doctor = subprocess.run([str(product), "doctor", "--no-daemon"], capture_output=True,
+                            text=True, env=env, timeout=300)
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    again = subprocess.run(["sh", str(REPO / "installer" / "install.sh"), "--hosts", "gimp",
+                            "krita"], capture_output=True, text=True, env=env, timeout=1500)
+    assert again.returncode == 0 and "exists: reusing it" in again.stdout, again.stderr[-2000:]
+    remove = subprocess.run(["sh", str(REPO / "installer" / "install.sh"), "--uninstall"],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert remove.returncode == 0, remove.stdout + remove.stderr
+    assert _snapshot(home) == before
