@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import ast
 import json
+import os
+import shutil
 import subprocess
 import sys
 import time
@@ -359,3 +361,72 @@ def test_greyscale_image_is_refused_in_words(gimp: GimpHome, daemon: Daemon,
     assert step["status"] == "execution-error"
     assert "greyscale" in step["error"] and "Image ▸ Mode ▸ RGB" in step["error"], step
     assert run.report["layer_count"] == 1, "nothing was added"
+
+
+def _crop_to_content(shot: Path) -> np.ndarray:
+    """The screen without Xvfb's empty black margin (no window manager: windows sit top-left)."""
+    pixels = np.asarray(Image.open(shot).convert("RGB"))
+    used = np.argwhere(pixels.max(axis=2) > 8)
+    (top, left), (bottom, right) = used.min(axis=0), used.max(axis=0) + 1
+    return pixels[top:bottom, left:right]
+
+
+@pytest.mark.editors
+@pytest.mark.slow
+def test_dialog_in_gimps_gui_then_last_values(gimp: GimpHome, daemon: Daemon,
+                                              samples: dict[str, Path], tmp_path: Path) -> None:
+    """The real GUI under Xvfb: Filters ▸ Artistic ▸ Portrait Style… INTERACTIVE, then again
+    WITH_LAST_VALS. The endpoint comes from the config file, as for a user."""
+    home = gimp.home
+    profile = gimp.plugin_dir.parents[1]
+    (profile / "gimprc").write_text("(show-welcome-dialog no)\n")
+    (profile / "portrait-style-recent-styles.json").write_text(
+        json.dumps([str(samples["starry_night"])]))
+    settings = home / ".config" / "portrait-style"
+    settings.mkdir(parents=True, exist_ok=True)
+    (settings / "config.json").write_text(json.dumps({"endpoint": daemon.endpoint}))
+    code = (f"PARAMS = {json.dumps({'content': str(samples['astronaut'])})}\n"
+            + (SCRIPTS / "dialog.py").read_text())
+    script = home / "gui_batch.py"
+    script.write_text(code)
+    result = home / editors.RESULT_NAME
+    result.unlink(missing_ok=True)
+    prefix = tmp_path / "dialog"
+    shot = tmp_path / "screen.png"
+    with editors.xvfb_session(size="1280x800x24", log_dir=tmp_path / "x") as display:
+        env = {**editors.isolated_env(home), "DISPLAY": display,
+               "PORTRAIT_STYLE_DIALOG_TEST": str(prefix)}
+        argv = ["gimp", "--no-splash", "--batch-interpreter=python-fu-eval",
+                "-b", f"exec(open({str(script)!r}).read())", "--quit"]
+        proc = editors.popen_in_editors(argv, env=env, binds=[home, tmp_path,
+                                                              samples["astronaut"].parent],
+                                        log=tmp_path / "gimp.log")
+        try:
+            deadline = time.monotonic() + 180
+            while not prefix.with_suffix(".shown").exists():
+                assert proc.poll() is None, (tmp_path / "gimp.log").read_text()[-3000:]
+                assert time.monotonic() < deadline, "the dialog never appeared"
+                time.sleep(0.2)
+            time.sleep(1.5)  # let it draw
+            editors.screenshot(display, shot)
+            prefix.with_suffix(".ok").write_text("ok\n")
+            while not result.exists() and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert result.exists(), (tmp_path / "gimp.log").read_text()[-3000:]
+        finally:
+            editors.kill_tree(proc)
+    report = json.loads(result.read_text())
+    assert report["menu_paths"] == ["<Image>/Filters/Artistic"]
+    assert report["menu_label"] == "Portrait _Style…"
+    assert report["interactive"]["status"] == "success", report
+    assert report["interactive"]["groups"] == [GROUP_NAME], "started from the recent style"
+    last = report["last_values"]
+    assert last["status"] == "success", last
+    assert len(last["groups"]) == 2 and all(g.startswith(GROUP_NAME) for g in last["groups"])
+
+    screen = _crop_to_content(shot)
+    assert screen.shape[0] > 300 and screen.shape[1] > 400
+    assert len(np.unique(screen.reshape(-1, 3), axis=0)) > 200, "a drawn window, not a blank"
+    Image.fromarray(screen).save(tmp_path / "gimp-dialog.png", optimize=True)
+    if os.environ.get("PORTRAIT_STYLE_UPDATE_DOCS"):
+        shutil.copyfile(tmp_path / "gimp-dialog.png", REPO / "docs" / "gimp-dialog.png")

@@ -9,6 +9,8 @@ top; choosing one sets the ``style`` argument, which the file button shows.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import gi
@@ -16,11 +18,15 @@ import gi
 gi.require_version("Gimp", "3.0")
 gi.require_version("GimpUi", "3.0")
 gi.require_version("Gtk", "3.0")
-from gi.repository import Gimp, GimpUi, Gio, Gtk  # noqa: E402
+from gi.repository import Gimp, GimpUi, Gio, GLib, Gtk  # noqa: E402
 
 from . import recent  # noqa: E402
 
-__all__ = ["ask"]
+__all__ = ["ask", "TEST_ENV"]
+
+#: GUI tests and screenshots only: a path prefix; the dialog writes PREFIX.shown
+#: once it is on screen and answers OK when PREFIX.ok appears (see tests/test_gimp.py)
+TEST_ENV = "PORTRAIT_STYLE_DIALOG_TEST"
 
 _ARGUMENTS = ["style", "background-strength", "portrait-strength", "preserve-color", "endpoint"]
 _NOTE = ("Strengths below 0 use the daemon's presets. The result is a layer group above "
@@ -33,13 +39,18 @@ def _recent_row(config: Any) -> Gtk.Widget | None:
     styles = recent.load(recent.default_path())
     if not styles:
         return None
+    if config.get_property("style") is None:
+        # a first run (no last values) starts from the painting used most recently
+        config.set_property("style", Gio.File.new_for_path(styles[0]))
     row = Gtk.Box(orientation=Gtk.Orientation.HORIZONTAL, spacing=6)
     row.pack_start(Gtk.Label(label="Recent styles:"), False, False, 0)
     combo = Gtk.ComboBoxText()
     combo.append("", "(choose a recent painting)")
     for path in styles:
         combo.append(path, Gio.File.new_for_path(path).get_basename())
-    combo.set_active_id("")
+    current = config.get_property("style")
+    current_path = current.get_path() if current is not None else None
+    combo.set_active_id(current_path if current_path in styles else "")
     combo.set_tooltip_text("The paintings used most recently, newest first")
 
     def chosen(box: Gtk.ComboBoxText) -> None:
@@ -56,6 +67,8 @@ def ask(procedure: Any, config: Any, image: Any) -> bool:
     """Show the dialog; True when the artist pressed OK (``config`` then holds the choice)."""
     GimpUi.init(procedure.get_name())
     dialog = GimpUi.ProcedureDialog.new(procedure, config, "Portrait Style")
+    for strength in ("background-strength", "portrait-strength"):
+        dialog.get_scale_entry(strength, 1.0)  # a slider reads better than a spin button
     dialog.fill(_ARGUMENTS)
     content = dialog.get_content_area()
     row = _recent_row(config)
@@ -68,8 +81,34 @@ def ask(procedure: Any, config: Any, image: Any) -> bool:
     note.set_xalign(0.0)
     content.pack_end(note, False, False, 6)
     content.show_all()
+    _answer_for_tests(dialog)
     try:
         return bool(dialog.run())
     finally:
         dialog.destroy()
         Gimp.displays_flush()
+
+
+def _answer_for_tests(dialog: Any) -> None:
+    """Let a GUI test see the dialog, then press OK (no-op unless ``TEST_ENV`` is set).
+
+    The chroot the tests run GIMP in has no tool that sends X input, and the
+    dialog lives in this process, out of reach of GIMP's batch code.
+    """
+    prefix = os.environ.get(TEST_ENV)
+    if not prefix:
+        return
+
+    def shown(*_args: Any) -> bool:
+        Path(prefix + ".shown").write_text("shown\n")
+        return False
+
+    dialog.move(60, 90)  # beside the GIMP window's canvas, away from the pointer's tooltips
+    def poll() -> bool:
+        if os.path.exists(prefix + ".ok"):
+            dialog.response(Gtk.ResponseType.OK)
+            return False
+        return True
+
+    dialog.connect("map-event", shown)
+    GLib.timeout_add(200, poll)

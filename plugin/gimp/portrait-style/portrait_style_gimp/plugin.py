@@ -114,7 +114,7 @@ class PortraitStyle(Gimp.PlugIn):
             "gently) whose layer mask is the person mask. Edit the mask and use the re-run "
             "procedures to recompute one layer while keeping the edit. The source layer is "
             "never changed; everything is one undo step.", name)
-        procedure.add_file_argument("style", "_Style painting",
+        procedure.add_file_argument("style", "St_yle painting",
                                     "The painting whose style is applied (any image GIMP opens)",
                                     Gimp.FileChooserAction.OPEN, True, None, _RW)
         procedure.add_double_argument(
@@ -126,7 +126,7 @@ class PortraitStyle(Gimp.PlugIn):
             "How strongly the person is restyled, 0–1; below 0: the daemon's preset",
             -1.0, 1.0, -1.0, _RW)
         procedure.add_boolean_argument(
-            "preserve-color", "Preserve _colour",
+            "preserve-color", "Preser_ve colour",
             "Keep the photo's colours and take only the painting's texture", False, _RW)
         _add_endpoint_argument(procedure)
         return procedure
