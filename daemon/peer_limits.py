@@ -10,7 +10,10 @@ bound them:
 - ``SNDHWM``: replies waiting to go out, per peer. With ``ROUTER_MANDATORY``
   a full queue makes ``send`` fail at once (the loop drops that message:
   see ``DaemonServer._send``) and a vanished peer is reported as unreachable
-  (the loop cancels its jobs) instead of both being silently discarded.
+  (the loop cancels its jobs) instead of both being silently discarded. The
+  queue counts messages, not bytes, so it is sized for bursts of small ones
+  (progress, queue positions); big results are bounded separately by
+  ``unread_results``, counted with ZeroMQ's message trackers.
 - ZMTP heartbeats and TCP keepalive: a peer that goes silent (stalled in the
   middle of a frame, or its machine gone) is dropped, and with it whatever
   ZeroMQ had reserved for its unfinished frame.
@@ -39,7 +42,11 @@ class PeerLimits:
     """Per-connection bounds; the defaults are what SPEC.md §4 states."""
 
     #: replies (progress, results, errors) queued for one peer
-    send_queue: int = 8
+    send_queue: int = 64
+    #: results to one peer that ZeroMQ has not yet written out; a further one is
+    #: answered ``busy`` instead (its pixels would pile up behind a peer that does
+    #: not read)
+    unread_results: int = 2
     #: complete requests queued from one peer before the loop reads them
     receive_queue: int = 4
     #: ZMTP PING interval, and how long without any traffic drops the peer

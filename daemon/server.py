@@ -182,6 +182,8 @@ class DaemonServer:
         self.peer_limits = peer_limits or PeerLimits()
         self._gate: CurveGate | None = None
         self._refusals = RefusalLog(log)
+        # results handed to ZeroMQ but not yet on the wire, per peer (SPEC.md §7)
+        self._in_transit: dict[bytes, list[zmq.MessageTracker]] = {}
         self.pipeline = pipeline
         self._started = time.monotonic()
         self._socket_lock: SocketLock | None = None
@@ -476,7 +478,15 @@ class DaemonServer:
             if now - job.last_sent >= self.heartbeat_s:
                 self._send_progress(job, position=positions.get(id(job)), heartbeat=True)
 
-    def _send(self, peer: bytes, message: Message) -> bool:
+    def _results_in_transit(self, peer: bytes) -> int:
+        pending = [t for t in self._in_transit.get(peer, []) if not t.done]
+        if pending:
+            self._in_transit[peer] = pending
+        else:
+            self._in_transit.pop(peer, None)
+        return len(pending)
+
+    def _send(self, peer: bytes, message: Message, *, track: bool = False) -> bool:
         """Queue ``message`` for ``peer``; False when it was dropped (SPEC.md §7).
 
         Never blocks: a peer whose send queue (``PeerLimits.send_queue``) is full
@@ -486,8 +496,12 @@ class DaemonServer:
         assert self._router is not None
         frames = encode(message)
         try:
-            # copy=False: result layers go to ZeroMQ as they are
-            self._router.send_multipart([peer, *frames], flags=zmq.NOBLOCK, copy=False)
+            # copy=False: result layers go to ZeroMQ as they are; the tracker says
+            # when ZeroMQ has written them out and let go of the arrays
+            tracker = self._router.send_multipart([peer, *frames], flags=zmq.NOBLOCK,
+                                                  copy=False, track=track)
+            if track and tracker is not None and not tracker.done:
+                self._in_transit.setdefault(peer, []).append(tracker)
             return True
         except zmq.Again:
             if not isinstance(message, Progress):
@@ -498,6 +512,7 @@ class DaemonServer:
             if exc.errno != errno.EHOSTUNREACH:
                 raise
             self._forget_peer(peer)
+            self._in_transit.pop(peer, None)
             return False
 
     # ------------------------------------------------------------------ worker side
@@ -542,7 +557,15 @@ class DaemonServer:
                 layers[name] = Pixels.from_array(array)
             info = _plain(result.info)
             info.setdefault("queue_s", round(job.started - job.accepted, 6))
-            self._send(job.peer, Result(id=job.message.id, layers=layers, info=info))
+            if self._results_in_transit(job.peer) >= self.peer_limits.unread_results:
+                # the peer does not read: its earlier results are still in our memory
+                self._send(job.peer, Error(
+                    id=job.message.id, code=errors.BUSY,
+                    message=f"result dropped: {self.peer_limits.unread_results} earlier "
+                            "results to this client are still unread"))
+                return
+            self._send(job.peer, Result(id=job.message.id, layers=layers, info=info),
+                       track=True)
         except Exception as exc:
             log.exception("job %s: could not send its result", job.message.id)
             self._send(job.peer, Error(id=job.message.id, code=errors.INTERNAL,
