@@ -117,8 +117,12 @@ package = Path(sys.argv[1])
 sys.path.insert(0, str(package.parent))
 core = __import__(package.name + "._core.plugin.wire", fromlist=["ensure_wire"])
 core.ensure_wire(package / "_wire")
-import zmq, msgpack
-print(zmq.zmq_version(), msgpack.version)
+import msgpack
+try:
+    import zmq
+    print("pyzmq", zmq.zmq_version())
+except ImportError:
+    print("the-bridge", "(no pyzmq)")
 """
 
 
@@ -170,8 +174,8 @@ def _editor_python(name: str, editor: EditorInstall, package: Path) -> Check:
         return Check(name, FAIL, f"{editor.python} cannot import the wire libraries: {last}",
                      f"portrait-style install-plugin {editor.host} --profile {editor.profile} "
                      f"--python {editor.python}")
-    return Check(name, OK, f"{editor.python} imports zmq {done.stdout.split()[0]} for the "
-                 "plug-in")
+    how = " ".join(done.stdout.split()[-2:])
+    return Check(name, OK, f"{editor.python} reaches the daemon through {how}")
 
 
 def run_checks(*, daemon: bool = True,

@@ -7,7 +7,12 @@ The installer then unpacks wheels matching that Python into the plug-in's own
 libraries are missing — at the end of the path, so an editor that has its own
 copies (and other plug-ins sharing Krita's interpreter) keep using theirs.
 
-Import nothing from the protocol here: this runs before zmq can be imported.
+Where pyzmq cannot load at all (GIMP's MSYS2 Python on Windows, GIMP's signed
+Python on macOS arm64), that is not an error here: the client then talks to the
+daemon through a helper process of the product's own environment
+(``protocol/bridge.py``). msgpack always loads — its wheel carries a pure-Python
+fallback. Import nothing from the protocol here: this runs before zmq can be
+imported.
 """
 
 from __future__ import annotations
@@ -49,10 +54,11 @@ def ensure_wire(vendor_dir: Path | None = None) -> None:
                 del missing[name]
             else:
                 missing[name] = why
+    missing.pop("zmq", None)  # no pyzmq: the client uses the bridge transport instead
     if missing:
         details = "; ".join(f"{name} ({why})" for name, why in missing.items())
         raise WireMissing(
-            f"portrait-style needs pyzmq and msgpack in this editor's Python "
+            f"portrait-style needs msgpack in this editor's Python "
             f"({sys.version.split()[0]}), and could not import {details}. Re-run "
             "'portrait-style install-plugin' for this editor (it bundles them), or install "
             "python3-zmq and python3-msgpack")

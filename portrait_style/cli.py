@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, str] = {
     "keys": ".keys_cli",
     "install-plugin": ".installer.plugins",
     "doctor": ".installer.doctor",
+    "bridge": ".protocol.bridge",
     "status": ".plugin.daemon_cli",
     "stop": ".plugin.daemon_cli",
     "config": ".plugin.daemon_cli",

@@ -30,12 +30,18 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import zmq
+try:  # an editor's Python may be unable to load pyzmq: then the bridge transport is used
+    import zmq
+except ImportError:  # pragma: no cover - exercised by forcing the bridge in the tests
+    zmq = None  # type: ignore[assignment]
 
+from .bridge import BridgeSocket, wants_bridge
 from .constants import PROTOCOL_VERSION, TOKEN_ENV
-from .curve import CurveClientKeys
+
+if TYPE_CHECKING:
+    from .curve import CurveClientKeys
 from .endpoints import configured_or_default, is_local_endpoint
 from .errors import (
     BAD_FRAME,
@@ -82,6 +88,22 @@ CANCEL_GRACE_S = 2.0
 CANCEL_POLL_S = 0.05
 #: a job's silence is an error after this many missed heartbeats
 MISSED_HEARTBEATS = 3
+
+
+#: zmq.POLLIN, also understood by BridgeSocket.poll
+_POLLIN = 1
+
+
+def _bridge_python() -> str:
+    """The product's interpreter (from the config file) runs the bridge helper."""
+    from ..config import load_config
+
+    command = load_config().daemon_command
+    if not command:
+        raise DaemonUnreachable("pyzmq cannot load in this editor's Python, and the config file "
+                                "names no portrait-style installation to bridge through: run "
+                                "the installer")
+    return command[0]
 
 
 def _numpy_available() -> bool:
@@ -149,17 +171,18 @@ class DaemonClient:
         timeout_s: float = 10.0,
         token: str | None = None,
         as_arrays: bool | None = None,
-        context: zmq.Context | None = None,
+        context: Any = None,
         curve: CurveClientKeys | None = None,
     ) -> None:
         self.endpoint = endpoint or configured_or_default()
         self.timeout_s = float(timeout_s)
         self.token = token if token is not None else (os.environ.get(TOKEN_ENV) or None)
         self.as_arrays = _numpy_available() if as_arrays is None else as_arrays
-        self._ctx = context or zmq.Context.instance()
+        self._bridge = wants_bridge(zmq is not None)
+        self._ctx = None if self._bridge else (context or zmq.Context.instance())
         #: CURVE keys for a daemon that requires them (protocol/curve.py); None: plaintext
         self.curve = curve
-        self._socket: zmq.Socket | None = None
+        self._socket: Any = None  # a zmq DEALER, or a BridgeSocket
         self._hello: HelloReply | None = None
         self._known_styles: set[str] = set()
         self._prefix = os.urandom(4).hex()
@@ -181,6 +204,9 @@ class DaemonClient:
             self._socket = None
 
     def _connect(self) -> None:
+        if self._bridge:
+            self._socket = BridgeSocket.open(self.endpoint, _bridge_python())
+            return
         sock = self._ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
         if self.curve is not None:
@@ -391,7 +417,7 @@ class DaemonClient:
                                         f"{timeout:.1f} s: is it running?")
             polling = (cancel is not None and not cancel_sent) or watch_pid is not None
             wait_s = min(remaining, CANCEL_POLL_S) if polling else remaining
-            if not self._socket.poll(max(1, int(wait_s * 1000)), zmq.POLLIN):
+            if not self._socket.poll(max(1, int(wait_s * 1000)), _POLLIN):
                 continue
             message = decode(self._socket.recv_multipart(copy=False), CLIENT_LIMITS)
             if message.id is not None and message.id != request_id:
@@ -423,4 +449,6 @@ class DaemonClient:
             return None
         if hello.host and hello.host != socket.gethostname():
             return None  # loopback into a container or VM: not our process table
+        if not process_alive(hello.pid):
+            return None  # it just answered, so it runs in another PID namespace (chroot, Flatpak)
         return hello.pid

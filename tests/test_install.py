@@ -169,3 +169,49 @@ def test_installer_end_to_end_then_uninstall_leaves_home_as_it_was(tmp_path: Pat
                             capture_output=True, text=True, env=env, timeout=300)
     assert remove.returncode == 0, remove.stdout + remove.stderr
     assert _snapshot(home) == before
+
+
+_NO_COMPILED = """
+import importlib.abc, json, sys
+from pathlib import Path
+class NoZmq(importlib.abc.MetaPathFinder):  # as in MSYS2 or a signed macOS Python
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] == "zmq":
+            raise ImportError("compiled extensions refused")
+sys.meta_path.insert(0, NoZmq())
+package = Path(sys.argv[1])
+sys.path.insert(0, str(package.parent))
+wire = __import__(package.name + "._core.plugin.wire", fromlist=["ensure_wire"])
+wire.ensure_wire(package / "_wire")
+client = __import__(package.name + "._core.protocol.client", fromlist=["DaemonClient"])
+with client.DaemonClient(sys.argv[2]) as c:
+    reply = c.stylize((bytes(range(48)), (4, 4, 3)), (bytes(12), (2, 2, 3)),
+                      outputs=["background", "mask"])
+import msgpack
+print(json.dumps({"layers": sorted(reply.layers), "zmq": "zmq" in sys.modules,
+                  "background": reply.layers["background"].tobytes() == bytes(range(48)),
+                  "msgpack_pure": msgpack.Packer.__module__}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SYSTEM_PYTHON.exists(), reason="needs the system /usr/bin/python3")
+def test_an_editor_that_cannot_load_pyzmq_works_through_the_bridge(tmp_path: Path) -> None:
+    """No compiled code at all on the editor's side: pure-Python msgpack + the bridge."""
+    home, env = _artist_home(tmp_path)
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    assert _install("krita", env, "--python", version).returncode == 0
+    config = home / ".config" / "portrait-style" / "config.json"
+    config.parent.mkdir(parents=True)
+    config.write_text(json.dumps({"daemon_command": [sys.executable, "-m", "portrait_style",
+                                                     "serve"]}))
+    package = home / ".local" / "share" / "krita" / "pykrita" / "portrait_style_krita"
+    with running(tmp_path / "daemon", "--engine", "noop") as daemon:
+        done = subprocess.run([str(SYSTEM_PYTHON), "-S", "-c", _NO_COMPILED, str(package),
+                               daemon.endpoint], capture_output=True, text=True, timeout=60,
+                              env={"PATH": "/usr/bin:/bin", "HOME": str(home),
+                                   "MSGPACK_PUREPYTHON": "1"})
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out == {"layers": ["background", "mask"], "zmq": False, "background": True,
+                   "msgpack_pure": "msgpack.fallback"}
