@@ -86,12 +86,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGINT/SIGTERM; 0 on a clean stop, 1 when start-up fails, 2 on bad usage."""
-    from ..protocol.endpoints import default_endpoint
+    from ..protocol.endpoints import default_endpoint, default_token
     from .server import DaemonServer, check_bind_allowed
 
     token = args.token or os.environ.get(TOKEN_ENV) or None
     try:
         args.bind = args.bind or default_endpoint()
+        token = token or default_token(args.bind)  # Windows' per-user loopback secret
         curve = _curve_keys(args)
         check_bind_allowed(args.bind, curve)
         limits = Limits.for_pixels(args.max_pixels)

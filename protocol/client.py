@@ -42,7 +42,7 @@ from .constants import PROTOCOL_VERSION, TOKEN_ENV
 
 if TYPE_CHECKING:
     from .curve import CurveClientKeys
-from .endpoints import configured_or_default, is_local_endpoint
+from .endpoints import configured_or_default, default_token, is_local_endpoint
 from .errors import (
     BAD_FRAME,
     UNSUPPORTED_VERSION,
@@ -176,7 +176,8 @@ class DaemonClient:
     ) -> None:
         self.endpoint = endpoint or configured_or_default()
         self.timeout_s = float(timeout_s)
-        self.token = token if token is not None else (os.environ.get(TOKEN_ENV) or None)
+        self.token = token if token is not None else (os.environ.get(TOKEN_ENV)
+                                                      or default_token(self.endpoint))
         self.as_arrays = _numpy_available() if as_arrays is None else as_arrays
         self._bridge = wants_bridge(zmq is not None)
         self._ctx = None if self._bridge else (context or zmq.Context.instance())

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from .. import paths
 
-__all__ = ["ENDPOINT_ENV", "default_endpoint", "describe_endpoint", "ipc_path",
+__all__ = ["ENDPOINT_ENV", "default_endpoint", "default_token", "describe_endpoint", "ipc_path",
            "is_local_endpoint", "is_loopback_tcp", "local_secret"]
 
 #: environment variable naming the endpoint to use instead of the default
@@ -75,6 +75,13 @@ def describe_endpoint(endpoint: str) -> str:
     if is_loopback_tcp(endpoint):
         return f"the daemon on this machine ({endpoint})"
     return f"the daemon at {endpoint}"
+
+
+def default_token(endpoint: str) -> str | None:
+    """The token the default endpoint needs: Windows' per-user secret, else none."""
+    if sys.platform == "win32" and endpoint == default_endpoint():
+        return local_secret()
+    return None
 
 
 def local_secret() -> str:
