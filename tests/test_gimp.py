@@ -161,14 +161,15 @@ class Run:
 
 
 def _run_case(gimp: GimpHome, daemon: Daemon, samples: dict[str, Path], case: str,
-              tmp_path: Path) -> Run:
+              tmp_path: Path, style: Path | None = None) -> Run:
     out = tmp_path / f"out-{case}"
     out.mkdir()
-    params = {"case": case, "content": str(samples["astronaut"]),
-              "style": str(samples["starry_night"]), "endpoint": daemon.endpoint,
-              "out": str(out)}
+    style = style or samples["starry_night"]
+    params = {"case": case, "content": str(samples["astronaut"]), "style": str(style),
+              "endpoint": daemon.endpoint, "out": str(out)}
     started = time.monotonic()
-    report, proc = gimp.batch("stylize.py", params, binds=[out, samples["astronaut"].parent])
+    report, proc = gimp.batch("stylize.py", params,
+                              binds=[out, samples["astronaut"].parent, style.parent])
     seconds = time.monotonic() - started
     assert proc.returncode == 0, proc.stderr[-3000:]
     return Run(report, out, proc, seconds)
@@ -350,6 +351,37 @@ def test_sixteen_bit_linear_image(gimp: GimpHome, daemon: Daemon, samples: dict[
     assert _level_diff(run.pixels(layers["Portrait"]["mask"])[..., 0], expected["mask"]) <= 1
     assert _level_diff(run.pixels(layers["Portrait"]), expected["portrait"]) <= 1
     assert _level_diff(run.pixels(report["flat"]), expected["composite"][..., :3]) <= 1
+
+
+@pytest.mark.editors
+@pytest.mark.slow
+def test_each_selected_layer_gets_its_own_group(gimp: GimpHome, daemon: Daemon,
+                                                samples: dict[str, Path], tmp_path: Path) -> None:
+    run = _run_case(gimp, daemon, samples, "two", tmp_path)
+    assert run.report["steps"]["stylize"]["status"] == "success", run.report["steps"]
+    stack = run.report["stack"]  # top first
+    assert [entry["record"] is not None for entry in stack] == [True, False, True, False]
+    for group, layer in ((stack[0], stack[1]), (stack[2], stack[3])):
+        record = json.loads(group["record"])
+        assert record["source_id"] == str(layer["tattoo"]), "each group sits above its layer"
+        assert record["source_name"] == layer["name"]
+    assert {stack[1]["name"], stack[3]["name"]} == {"Second photo", "Background"}
+
+
+@pytest.mark.editors
+@pytest.mark.slow
+def test_a_huge_style_scan_is_scaled_down_before_sending(
+        gimp: GimpHome, daemon: Daemon, samples: dict[str, Path], tmp_path: Path) -> None:
+    """17 MP is over the daemon's 16 MP limit for a style; GIMP scales its own copy first."""
+    scan = tmp_path / "scan" / "huge_scan.png"
+    scan.parent.mkdir()
+    Image.open(samples["starry_night"]).resize((4700, 3700), Image.NEAREST).save(
+        scan, compress_level=1)
+    run = _run_case(gimp, daemon, samples, "huge-style", tmp_path, style=scan)
+    assert run.report["steps"]["stylize"]["status"] == "success", run.report["steps"]
+    assert run.report["result"]["group_name"] == "Portrait style — Huge Scan"
+    assert scan.stat().st_size > 0 and json.loads(run.report["result"]["record"])[
+        "style_path"] == str(scan), "the record names the painting, not the scaled copy"
 
 
 @pytest.mark.editors

@@ -1,7 +1,7 @@
 """Inside GIMP (python-fu-eval): call the INSTALLED plug-in through the PDB, as a script would.
 
 Run by tests/test_gimp.py with ``PARAMS`` defined before this text:
-  case        "main" | "moved" | "u16" | "gray" | "bad-style"
+  case        "main" | "moved" | "u16" | "gray" | "two"
   content     an 8-bit RGB PNG (the photo), style: an 8-bit RGB PNG (the painting)
   endpoint    the host daemon's endpoint (passed as the procedure's argument)
   out         folder for raw pixel dumps (the test compares them with the daemon's own)
@@ -131,18 +131,27 @@ elif P["case"] == "u16":
     image.convert_precision(Gimp.Precision.U16_LINEAR)
 elif P["case"] == "gray":
     image.convert_grayscale()
+elif P["case"] == "two":
+    # two selected layers: each gets its own group, directly above it
+    second = source.copy()
+    image.insert_layer(second, None, 0)
+    second.set_name("Second photo")
+    second.set_offsets(15, 9)
+    image.set_selected_layers([source, second])
 
 fmt, channels = ("R'G'B'A u8", 4) if source.has_alpha() else ("R'G'B' u8", 3)
 if P["case"] != "gray":
     report["source_before"] = dump("source-before", source, fmt, channels)
 report["precision"] = image.get_precision().value_nick
 
-status, error, seconds = call("plug-in-portrait-style", image, [source],
-                              style=None if P["case"] == "bad-style" else style,
+targets = image.get_selected_layers() if P["case"] == "two" else [source]
+status, error, seconds = call("plug-in-portrait-style", image, targets, style=style,
                               endpoint=P["endpoint"])
 report["steps"]["stylize"] = {"status": status, "error": error, "seconds": seconds}
 group = find_group(image)
 report["layer_count"] = len(image.get_layers())
+report["stack"] = [{"name": layer.get_name(), "tattoo": layer.get_tattoo(),
+                    "record": parasite_text(layer, RECORD)} for layer in image.get_layers()]
 
 if group is not None:
     report["source_after"] = dump("source-after", source, fmt, channels)

@@ -42,6 +42,9 @@ __all__ = ["stylize", "rerun", "load_style", "run_with_progress"]
 #: the layers a GIMP result needs (the composite is what GIMP itself shows)
 _OUTPUTS = ("background", "portrait", "mask")
 _PULSE_S = 0.1
+#: the daemon works at ≤ 1 MP of style (daemon/pipeline.py) and refuses > 16 MP; a big scan
+#: is scaled down on GIMP's private copy first, with room to spare, to keep the wire light
+STYLE_SEND_PIXELS = 2048 * 2048
 
 
 def load_style(path: Path) -> Pixels:
@@ -52,6 +55,10 @@ def load_style(path: Path) -> Pixels:
     try:
         if image.get_base_type() != Gimp.ImageBaseType.RGB:
             image.convert_rgb()  # a greyscale or indexed painting: on this private copy
+        width, height = image.get_width(), image.get_height()
+        if width * height > STYLE_SEND_PIXELS:
+            factor = (STYLE_SEND_PIXELS / (width * height)) ** 0.5
+            image.scale(max(1, round(width * factor)), max(1, round(height * factor)))
         layer = image.flatten()
         return _read(layer, "R'G'B' u8", 3)
     finally:
