@@ -56,6 +56,8 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=2, help="runs; the best is reported")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--serial", action="store_true", help="write the files on one thread")
+    parser.add_argument("--with-source", action="store_true",
+                        help="also put the photo in layers.ora, below the group (one more encode)")
     args = parser.parse_args()
 
     from portrait_style.plugin.imageio import load_image
@@ -77,7 +79,8 @@ def main() -> int:
             layers = {name: np.asarray(px) for name, px in reply.layers.items()}
             timings: dict[str, float] = {}
             write_outputs(work / f"out{rep}", layers, source_name=photo_path.stem,
-                          source=content, parallel=not args.serial,
+                          source=content if args.with_source else None,
+                          parallel=not args.serial,
                           group_name="Portrait style — starry_night", timings=timings)
             t3 = time.perf_counter()
             runs.append({"read_s": t1 - t0, "job_s": t2 - t1, "write_s": t3 - t2,
@@ -91,7 +94,8 @@ def main() -> int:
     sizes = {p.name: p.stat().st_size / 1e6 for p in sorted((work / "out0").iterdir())}
     print(f"Machine: {machine_line(args.device)}")
     print(f"layer {args.width}×{args.height}, {args.reps} runs, best by total; "
-          f"{'serial' if args.serial else 'parallel'} writing")
+          f"{'serial' if args.serial else 'parallel'} writing, photo "
+          f"{'in' if args.with_source else 'not in'} layers.ora")
     print(f"job_s={best['job_s']:.2f} write_s={best['write_s']:.2f} read_s={best['read_s']:.2f} "
           f"total_s={best['total_s']:.2f} total_over_job={best['total_s'] / best['job_s']:.2f} "
           f"host_peak_rss_mb={host_rss:.0f} daemon_peak_rss_mb={daemon_rss:.0f}")

@@ -37,7 +37,8 @@ from .core import BACKGROUND_LAYER, MASK_LAYER, PORTRAIT_LAYER
 from .imageio import PendingFile, encode_png, write_png
 from .ora import THUMBNAIL_MAX, OraLayer, OraStack, assign_sources, stack_xml, write_container
 
-__all__ = ["ORA_NAME", "PNG_NAMES", "write_outputs", "cut_by_mask", "compose_bands"]
+__all__ = ["ORA_NAME", "PNG_NAMES", "CutByMask", "write_outputs", "cut_by_mask",
+           "compose_bands"]
 
 #: the PNG files, in the order they are listed (the layer names the daemon uses)
 PNG_NAMES = ("background", "portrait", "mask", "composite")
@@ -67,28 +68,38 @@ def compose_bands(background: np.ndarray, portrait: np.ndarray, mask: np.ndarray
     return out
 
 
-def cut_by_mask(pixels: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """RGBA copy of ``pixels`` whose alpha is its own alpha × mask (rounded).
+class CutByMask:
+    """The portrait as the ORA needs it, made band by band: RGBA, alpha = alpha × mask.
 
-    Colour under alpha 0 is set to black: invisible in every reader, and the
-    long zero runs deflate several times faster than the stylized pixels they
-    replace (the full-frame portrait is in portrait.png anyway).
+    Colour under alpha 0 is black: invisible in every reader, and the long zero
+    runs deflate fast (the full-frame portrait is in portrait.png anyway). A
+    ``RowSource``: the encoder pulls a few MB of rows at a time, so the cut image
+    never exists whole (a 24 MP one would be 96 MB) and each band stays in cache.
     """
-    out = np.empty(pixels.shape[:2] + (4,), np.uint8)
-    for y0 in range(0, mask.shape[0], _BAND_ROWS):
-        rows = slice(y0, y0 + _BAND_ROWS)
-        m = mask[rows]
-        if pixels.shape[2] == 4:
+
+    dtype = np.dtype(np.uint8)
+
+    def __init__(self, pixels: np.ndarray, mask: np.ndarray) -> None:
+        self.pixels, self.mask = pixels, mask
+        self.shape = (*pixels.shape[:2], 4)
+
+    def rows(self, y0: int, y1: int) -> np.ndarray:
+        m = self.mask[y0:y1]
+        if self.pixels.shape[2] == 4:
             # round(a·m / 255) exactly, in uint16: t = a·m + 128, (t + (t >> 8)) >> 8
-            t = pixels[rows, :, 3].astype(np.uint16) * m + np.uint16(128)
+            t = self.pixels[y0:y1, :, 3].astype(np.uint16) * m + np.uint16(128)
             alpha = ((t + (t >> 8)) >> 8).astype(np.uint8)
         else:
             alpha = m
-        band = out[rows]
-        band[..., :3] = pixels[rows, :, :3]
+        band = np.empty((y1 - y0, self.shape[1], 4), np.uint8)
+        np.multiply(self.pixels[y0:y1, :, :3], (alpha != 0)[..., None], out=band[..., :3])
         band[..., 3] = alpha
-        band[alpha == 0] = 0
-    return out
+        return band
+
+
+def cut_by_mask(pixels: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The whole ``CutByMask`` image as one array (for tests and small layers)."""
+    return CutByMask(pixels, mask).rows(0, mask.shape[0])
 
 
 def _check(layers: Mapping[str, np.ndarray], source: np.ndarray | None
@@ -178,7 +189,7 @@ def write_outputs(out_dir: Path, layers: Mapping[str, np.ndarray], *, source_nam
             # the one image only the ORA holds; a temporary file that is never committed
             pending["ora:portrait"] = PendingFile(out_dir / f"{ORA_NAME}.portrait.png")
             portrait, mask = images["portrait"], images["mask"]
-            jobs.append(("ora:portrait", lambda fh: write_png(fh, cut_by_mask(portrait, mask),
+            jobs.append(("ora:portrait", lambda fh: write_png(fh, CutByMask(portrait, mask),
                                                               dpi=dpi)))
             if source is not None:
                 png_job("ora:source", out_dir / f"{ORA_NAME}.source.png", source)

@@ -166,7 +166,7 @@ def test_a_full_disk_leaves_no_partial_outputs(tmp_path: Path, monkeypatch: pyte
     real = outputs.write_png
 
     def failing(fh, arr, **kw):  # noqa: ANN001, ANN003, ANN202
-        if arr.ndim == 2:  # the mask
+        if len(arr.shape) == 2:  # the mask
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(fh, arr, **kw)
 
