@@ -186,3 +186,15 @@ def test_bad_arrays_are_refused_before_any_file(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown layers"):
         write_outputs(tmp_path, {"photo": layers["background"]}, source_name="p")
     assert not tmp_path.exists() or not list(tmp_path.iterdir())
+
+
+def test_png_with_the_standard_zlib(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the optional isal package the encoder falls back to zlib, same pixels."""
+    import zlib
+
+    monkeypatch.setattr(imageio, "_deflate", zlib)
+    monkeypatch.setattr(imageio, "_MAX_LEVEL", 9)
+    arr = np.random.default_rng(3).integers(0, 256, (19, 23, 4), dtype=np.uint8)
+    for level in (1, 6):
+        with Image.open(io.BytesIO(encode_png(arr, compress_level=level))) as img:
+            assert np.array_equal(np.asarray(img), arr)
