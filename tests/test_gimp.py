@@ -14,9 +14,12 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -384,6 +387,52 @@ def test_a_huge_style_scan_is_scaled_down_before_sending(
         "style_path"] == str(scan), "the record names the painting, not the scaled copy"
 
 
+def _plugin_pids() -> list[int]:
+    """Host pids of running portrait-style GIMP plug-in processes (the chroot's are visible)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"plug-ins/portrait-style/portrait-style.py" in cmdline:
+                pids.append(int(entry.name))
+    return pids
+
+
+@pytest.mark.editors
+@pytest.mark.slow
+def test_cancel_kills_the_plugin_and_the_daemon_drops_the_job(
+        gimp: GimpHome, daemon: Daemon, samples: dict[str, Path], tmp_path: Path) -> None:
+    """GIMP's Cancel on a plug-in's progress bar kills the plug-in process (SIGKILL): the
+    image must stay as it was, and the daemon must stop working on the orphaned job."""
+    log = daemon.home / "state" / "logs" / "serve.log"
+    seen = len(log.read_text())
+    runs: list[Run] = []
+    worker = threading.Thread(target=lambda: runs.append(
+        _run_case(gimp, daemon, samples, "cancel", tmp_path)))
+    worker.start()
+    deadline = time.monotonic() + 120
+    job = None
+    while job is None and time.monotonic() < deadline and worker.is_alive():
+        match = re.search(r"job (\S+) from \S+ queued: 3072x3072", log.read_text()[seen:])
+        job = match.group(1) if match else None
+        time.sleep(0.05)
+    assert job, "the plug-in never sent its job"
+    pids = _plugin_pids()
+    assert pids, "the plug-in process is running"
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    worker.join(timeout=120)
+    report = runs[0].report
+    assert report["steps"]["stylize"]["status"] != "success"
+    assert report["layer_count"] == 1, "nothing was added to the image"
+    while time.monotonic() < deadline and f"job {job} cancelled" not in log.read_text():
+        time.sleep(0.1)
+    assert f"job {job} cancelled" in log.read_text(), log.read_text()[seen:][-2000:]
+
+
 @pytest.mark.editors
 @pytest.mark.slow
 def test_greyscale_image_is_refused_in_words(gimp: GimpHome, daemon: Daemon,
@@ -450,6 +499,10 @@ def test_dialog_in_gimps_gui_then_last_values(gimp: GimpHome, daemon: Daemon,
     report = json.loads(result.read_text())
     assert report["menu_paths"] == ["<Image>/Filters/Artistic"]
     assert report["menu_label"] == "Portrait _Style…"
+    for region in ("portrait", "background"):
+        label, paths = report["reruns"][f"plug-in-portrait-style-rerun-{region}"]
+        assert label == f"Portrait Style: Re-run _{region.capitalize()}"
+        assert paths == ["<Image>/Filters/Artistic", "<Layers>/Portrait Style"]
     assert report["interactive"]["status"] == "success", report
     assert report["interactive"]["groups"] == [GROUP_NAME], "started from the recent style"
     last = report["last_values"]

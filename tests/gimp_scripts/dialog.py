@@ -45,7 +45,12 @@ display = Gimp.Display.new(image)
 Gimp.displays_flush()
 layer = image.get_layers()[0]
 proc = Gimp.get_pdb().lookup_procedure("plug-in-portrait-style")
+reruns = {name: Gimp.get_pdb().lookup_procedure(name)
+          for name in ("plug-in-portrait-style-rerun-portrait",
+                       "plug-in-portrait-style-rerun-background")}
 report = {"menu_label": proc.get_menu_label(), "menu_paths": proc.get_menu_paths(),
+          "reruns": {name: [p.get_menu_label(), p.get_menu_paths()] if p else None
+                     for name, p in reruns.items()},
           "interactive": call(image, layer, Gimp.RunMode.INTERACTIVE)}
 image.set_selected_layers([layer])
 report["last_values"] = call(image, layer, Gimp.RunMode.WITH_LAST_VALS)

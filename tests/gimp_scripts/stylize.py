@@ -1,7 +1,7 @@
 """Inside GIMP (python-fu-eval): call the INSTALLED plug-in through the PDB, as a script would.
 
 Run by tests/test_gimp.py with ``PARAMS`` defined before this text:
-  case        "main" | "moved" | "u16" | "gray" | "two"
+  case        "main" | "moved" | "u16" | "gray" | "two" | "huge-style" | "cancel"
   content     an 8-bit RGB PNG (the photo), style: an 8-bit RGB PNG (the painting)
   endpoint    the host daemon's endpoint (passed as the procedure's argument)
   out         folder for raw pixel dumps (the test compares them with the daemon's own)
@@ -131,6 +131,8 @@ elif P["case"] == "u16":
     image.convert_precision(Gimp.Precision.U16_LINEAR)
 elif P["case"] == "gray":
     image.convert_grayscale()
+elif P["case"] == "cancel":
+    image.scale(3072, 3072)  # a job long enough (seconds) for the test to kill the plug-in
 elif P["case"] == "two":
     # two selected layers: each gets its own group, directly above it
     second = source.copy()
