@@ -157,7 +157,7 @@ def ratio_to_onnxruntime(client, args: argparse.Namespace) -> dict[str, float] |
     session.run(None, feeds)
     client.stylize(content, style)  # warm at this size
     ours, theirs = [], []
-    for _ in range(max(3, args.reps)):
+    for _ in range(max(8, args.reps)):  # minima need a few undisturbed runs
         t0 = time.perf_counter()
         client.stylize(content, style)
         ours.append(time.perf_counter() - t0)
