@@ -161,7 +161,13 @@ def _load_pipeline(args: argparse.Namespace) -> tuple[Any, list[str]]:
     warmup = getattr(pipeline, "warmup", None)
     if callable(warmup):
         warmup()
-    return pipeline, list(notes)
+    from .oom_fallback import OomFallback
+
+    device = str(pipeline.describe().get("device", "cpu"))
+    cpu = None if device.startswith("cpu") else (lambda: load_pipeline(
+        engine=args.engine, device="cpu", sanet_weights_dir=args.weights_dir,
+        segmenter=args.segmenter, max_working_pixels=args.max_working_pixels)[0])
+    return OomFallback(pipeline, cpu_pipeline=cpu), list(notes)
 
 
 def _configure_logging(log_file: Path | None, stderr_level: str = "info") -> Path | None:
