@@ -137,7 +137,10 @@ def start_daemon(endpoint: str, command: Sequence[str], *, engine: str | None = 
     ready_file.parent.mkdir(parents=True, exist_ok=True)
     ready_file.unlink(missing_ok=True)  # a stale one would read as "ready" at once
     _rotate(log_path)
-    cmd = [*command, "--bind", endpoint, "--ready-file", str(ready_file)]
+    # stderr is this file, which only rotates at a start: the daemon's full log
+    # goes to its own rotating serve.log, and only warnings come here
+    cmd = [*command, "--bind", endpoint, "--ready-file", str(ready_file),
+           "--stderr-level", "warning"]
     if engine:
         cmd += ["--engine", engine]
     if device:

@@ -268,3 +268,31 @@ def test_cancel_storm_ends_every_request_exactly_once(tmp_path):
     assert all(len(codes) == 1 for codes in finals.values()), finals
     assert {c for codes in finals.values() for c in codes} <= {"result", errors.CANCELLED,
                                                                errors.BUSY}
+
+
+def test_launched_daemon_writes_only_warnings_to_its_unrotated_stderr(tmp_path):
+    """The launcher's daemon.log is stderr; the full log rotates in serve.log."""
+    home = tmp_path / "d"
+    with running(home, "--engine", "noop", "--stderr-level", "warning") as daemon:
+        sock = _dealer(daemon.endpoint)
+        sock.send_multipart([b"not msgpack"])
+        _until(sock, lambda r: r.KIND == "error")
+        sock.close()
+        served = daemon.log()
+    stderr = (home / "stderr.txt").read_text()
+    assert "ready on" in served and "refused message" in served
+    assert "INFO" not in stderr
+
+
+def test_launcher_asks_for_warnings_only(tmp_path):
+    import sys
+
+    from portrait_style.plugin.launcher import start_daemon
+
+    log_path = tmp_path / "daemon.log"
+    proc = start_daemon("tcp://127.0.0.1:5999", [sys.executable, "-c",
+                                                 "import sys; print(sys.argv[1:])"],
+                        log_path=log_path, ready_file=tmp_path / "ready")
+    assert proc.wait(30) == 0
+    argv = log_path.read_text().splitlines()[-1]
+    assert "'--stderr-level', 'warning'" in argv
