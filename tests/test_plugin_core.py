@@ -458,3 +458,32 @@ def test_progress_message_from_a_signal_handler_does_not_deadlock() -> None:
     worker.start()
     worker.join(timeout=5)
     assert not worker.is_alive() and "cancelling…" in stream.getvalue()
+
+
+# --- the artist's sentences --------------------------------------------------------------
+
+
+def test_every_error_code_and_client_failure_has_a_sentence() -> None:
+    from portrait_style.plugin.explain import CODE_SENTENCES, explain
+    from portrait_style.plugin.launcher import DaemonStartError
+    from portrait_style.protocol import errors
+
+    assert set(errors.ERROR_CODES) <= set(CODE_SENTENCES)
+    cases = [
+        (errors.DaemonGone("x"), "stopped while working"),
+        (errors.DaemonTimeout("x"), "stopped answering"),
+        (errors.DaemonUnreachable("nobody home"), "Could not reach"),
+        (DaemonStartError("boom"), "could not start"),
+        (errors.MessageTooLarge("9 MP"), "larger than the daemon accepts"),
+        (errors.DaemonError(errors.BUSY, "queue full"), "busy"),
+        (errors.Cancelled(errors.CANCELLED, "x"), "Cancelled"),
+        (OptionError("choose a style painting first"), "choose a style"),
+        (PlanError("mask of 3×3"), "did not fit"),
+        (RecordError("no record"), "no record"),
+        (FileNotFoundError(2, "No such file", "/a/b.png"), "/a/b.png"),
+        (ZeroDivisionError("x"), "bug"),
+    ]
+    for exc, fragment in cases:
+        sentence = explain(exc, "ipc:///run/user/1/portrait-style/daemon.sock")
+        assert fragment in sentence, (exc, sentence)
+        assert "Traceback" not in sentence and len(sentence) < 500
