@@ -15,6 +15,8 @@ already made stay until they close).
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import logging
 import threading
 from dataclasses import dataclass
@@ -24,9 +26,12 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
+from ..protocol import errors
 from ..protocol.constants import DEFAULT_ENDPOINT
+from ..protocol.errors import WireError
 
-__all__ = ["AllowedKeys", "CurveGate", "ServerKeys", "check_bind_allowed", "ZAP_DOMAIN"]
+__all__ = ["AllowedKeys", "CurveGate", "ServerKeys", "TokenGate", "ZAP_DOMAIN",
+           "check_bind_allowed", "is_loopback_endpoint"]
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +80,6 @@ def check_bind_allowed(endpoint: str, curve: ServerKeys | None) -> None:
     A token alone is not enough off loopback: it travels in clear with every
     request, and every pixel with it.
     """
-    from .server import is_loopback_endpoint  # server.py imports this module
-
     if curve is None and not is_loopback_endpoint(endpoint):
         raise ValueError(
             f"refusing to bind {endpoint} without a CURVE key pair: anyone who can reach "
@@ -84,6 +87,45 @@ def check_bind_allowed(endpoint: str, curve: ServerKeys | None) -> None:
             "with 'portrait-style keys create server', allow each client's public key with "
             "'portrait-style keys allow CLIENT.key', and start with --curve (or bind a "
             f"loopback address such as {DEFAULT_ENDPOINT}).")
+
+
+def is_loopback_endpoint(endpoint: str) -> bool:
+    """True for ipc/inproc endpoints and TCP on a loopback address."""
+    transport, _, rest = endpoint.partition("://")
+    if transport in ("ipc", "inproc"):
+        return True
+    if transport != "tcp":
+        return False
+    host = rest.rpartition(":")[0].strip("[]")
+    if host in ("localhost", "lo"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # "*", an interface name or a host name: may be reachable from outside
+
+
+class TokenGate:
+    """The shared token on ``stylize`` and ``cancel`` (SPEC.md §9 "Token"), if one is set."""
+
+    def __init__(self, token: str | None) -> None:
+        self._token = token.encode() if token else None
+
+    @property
+    def required(self) -> bool:
+        return self._token is not None
+
+    def accepts(self, offered: str | None) -> bool:
+        """Constant-time comparison; everything is accepted when no token is set."""
+        if self._token is None:
+            return True
+        return hmac.compare_digest((offered or "").encode(), self._token)
+
+    def require(self, offered: str | None) -> None:
+        if not self.accepts(offered):
+            raise WireError("this daemon requires a token: set PORTRAIT_STYLE_TOKEN or the "
+                            "plug-in's token setting to the daemon's", code=errors.AUTH_FAILED,
+                            field="token")
 
 
 class AllowedKeys:
