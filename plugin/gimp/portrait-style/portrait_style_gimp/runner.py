@@ -5,8 +5,9 @@ thread-safe, while the daemon's reply can take a while. So ``Job.run`` (which
 only talks ZeroMQ) runs on a worker thread and posts its events into a queue;
 the plug-in's main thread — the only one that calls GIMP — turns them into
 ``Gimp.progress_*`` calls, then applies the result. GIMP's Cancel on the
-progress bar ends the plug-in process; since results are applied only at the
-end, the image is then left exactly as it was.
+progress bar kills the plug-in process: results are applied only at the end,
+so the image is left exactly as it was, and the daemon drops a job whose
+connection closed (tests/test_gimp.py checks both).
 
 Importing this module imports the wire libraries (via ``ensure_wire``), so
 ``plugin.py`` imports it inside ``run`` only.
@@ -173,8 +174,10 @@ def _run_all(image: Any, prepare: Any, targets: list[Any]) -> str | None:
                 job = prepare(document, target)
             except Exception as exc:  # OptionError, RecordError, OSError… → the artist's words
                 return explain(exc)
+            read = time.monotonic()
             state = run_with_progress(job, target.get_name())
-            _timing(f"job {state.value} in {time.monotonic() - started:.2f} s")
+            _timing(f"layer and style read in {read - started:.2f} s, job {state.value} in "
+                    f"{time.monotonic() - read:.2f} s")
             problem = _finish(document, job)
             if problem:
                 return problem
