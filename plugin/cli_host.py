@@ -227,6 +227,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="folder for the results (created if missing)")
     p.add_argument("--connect", metavar="ENDPOINT",
                    help="use the daemon at ENDPOINT (e.g. tcp://host:5571); never start one")
+    p.add_argument("--server-key", type=Path, metavar="FILE",
+                   help="with --connect: the daemon's CurveZMQ public key (server.key); "
+                        "our own pair is keys/client/client.key_secret in the config "
+                        "folder, or the config's client_key (see 'portrait-style keys')")
     p.add_argument("--background-strength", type=float, metavar="F",
                    help="style strength of the background pass, 0..1")
     p.add_argument("--portrait-strength", type=float, metavar="F",
@@ -329,6 +333,15 @@ def _connection(args: argparse.Namespace) -> Connection:
     kwargs: dict[str, Any] = {}
     if args.timeout is not None:
         kwargs["timeout_s"] = args.timeout
+    if args.server_key is not None:
+        config.server_key = str(args.server_key)
+    if args.connect is not None:
+        from ..protocol.curve import keys_from_settings
+
+        try:
+            kwargs["curve"] = keys_from_settings(config.server_key, config.client_key)
+        except ValueError as exc:
+            raise CliError(str(exc), EXIT_USAGE) from exc
     return Connection(endpoint=args.connect or configured_or_default(config.endpoint),
                       token=os.environ.get(TOKEN_ENV) or None,
                       start_daemon=args.connect is None, config=config, **kwargs)

@@ -27,6 +27,7 @@ from typing import Any
 
 from ..config import Config, load_config
 from ..protocol.client import DaemonClient
+from ..protocol.curve import CurveClientKeys, keys_from_settings
 from ..protocol.errors import CANCELLED, Cancelled
 from ..protocol.messages import Pixels
 from ..protocol.request import JobParams
@@ -101,11 +102,21 @@ class Connection:
     timeout_s: float = 30.0
     start_timeout_s: float = 300.0
     config: Config | None = None
+    #: CURVE keys for a daemon reached without starting one (a remote one); None:
+    #: the config's ``server_key``/``client_key``, plaintext when it has none
+    curve: CurveClientKeys | None = None
 
     def settings(self) -> Config:
         if self.config is None:
             self.config = load_config()
         return self.config
+
+    def curve_keys(self) -> CurveClientKeys | None:
+        """The keys to use (ValueError naming the file when the config's are unusable)."""
+        if self.curve is None:
+            config = self.settings()
+            self.curve = keys_from_settings(config.server_key, config.client_key)
+        return self.curve
 
 
 @dataclass
@@ -181,7 +192,8 @@ class Job:
             endpoint, self.daemon = handle.endpoint, handle.hello
         else:
             endpoint = conn.endpoint
-            self.daemon = probe(endpoint, token=conn.token) if endpoint else {}
+            self.daemon = (probe(endpoint, token=conn.token, curve=conn.curve_keys())
+                           if endpoint else {}) or {}
         move(JobState.RUNNING, stage="sending", fraction=0.0)
 
         def progress(stage: str, fraction: float) -> None:
@@ -191,7 +203,8 @@ class Job:
             move(JobState.QUEUED, stage="queued", position=position)
 
         with DaemonClient(endpoint, token=conn.token, timeout_s=conn.timeout_s,
-                          as_arrays=False) as client:
+                          as_arrays=False,
+                          curve=None if conn.start_daemon else conn.curve_keys()) as client:
             reply = client.stylize(self.source.pixels, self.style, self.params, mask=self.mask,
                                    on_progress=progress, on_queued=queued,
                                    cancel=self._cancel)

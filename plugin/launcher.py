@@ -111,10 +111,14 @@ def log_tail(path: Path | None, lines: int = 20) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def probe(endpoint: str, timeout_s: float = 1.5, token: str | None = None) -> dict[str, Any] | None:
-    """``hello`` the daemon at ``endpoint``; None when nothing answers in time."""
+def probe(endpoint: str, timeout_s: float = 1.5, token: str | None = None,
+          curve: Any = None) -> dict[str, Any] | None:
+    """``hello`` the daemon at ``endpoint``; None when nothing answers in time.
+
+    ``curve``: ``protocol.curve.CurveClientKeys`` for a CURVE daemon.
+    """
     try:
-        with DaemonClient(endpoint, timeout_s=timeout_s, token=token) as client:
+        with DaemonClient(endpoint, timeout_s=timeout_s, token=token, curve=curve) as client:
             return dict(client.hello())
     except DaemonUnreachable:
         return None

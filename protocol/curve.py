@@ -24,7 +24,7 @@ from pathlib import Path
 import zmq
 import zmq.auth
 
-__all__ = ["CurveClientKeys", "KeyFolders", "create_key_pair"]
+__all__ = ["CurveClientKeys", "KeyFolders", "create_key_pair", "keys_from_settings"]
 
 
 @dataclass(frozen=True)
@@ -125,3 +125,16 @@ class CurveClientKeys:
         socket.curve_serverkey = self.server_public
         socket.curve_publickey = self.public
         socket.curve_secretkey = self.secret
+
+
+def keys_from_settings(server_key: str | Path | None,
+                       client_key: str | Path | None = None) -> CurveClientKeys | None:
+    """The client keys a host's settings name (config file, ``--server-key``), or None.
+
+    ``server_key``: the daemon's public key file; None means plaintext (a local
+    daemon). ``client_key``: this user's ``.key_secret`` (default: the key folder's).
+    """
+    if not server_key:
+        return None
+    secret = Path(client_key) if client_key else KeyFolders.default().client_secret
+    return CurveClientKeys.from_files(secret, Path(server_key))

@@ -156,3 +156,30 @@ def test_keys_command_refuses_secrets_and_overwrites(tmp_path):
 def test_client_keys_name_the_missing_file(tmp_path):
     with pytest.raises(ValueError, match="keys create client"):
         CurveClientKeys.from_files(tmp_path / "none.key_secret", tmp_path / "server.key")
+
+
+def test_command_line_reaches_a_curve_daemon_with_server_key(tmp_path):
+    from PIL import Image
+
+    home = tmp_path / "artist"
+    env = isolated_env(home)
+    assert run_cli("keys", ["create", "client"], env).returncode == 0   # default key folder
+    daemon_keys = KeyFolders(tmp_path / "studio")
+    create_key_pair(daemon_keys.server, "server")
+    artist_public = home / "config" / "keys" / "client" / "client.key"
+    assert run_cli("keys", ["--dir", str(daemon_keys.root), "allow", str(artist_public)],
+                   env).returncode == 0
+    photo, painting = tmp_path / "photo.png", tmp_path / "painting.png"
+    Image.new("RGB", (16, 12), (200, 100, 50)).save(photo)
+    Image.new("RGB", (8, 8), (10, 20, 30)).save(painting)
+    with running(tmp_path / "d", "--engine", "noop", "--server-keys",
+                 str(daemon_keys.server_secret), "--allowed-keys",
+                 str(daemon_keys.allowed)) as daemon:
+        args = [str(photo), "--style", str(painting), "--connect", daemon.endpoint,
+                "--timeout", "3"]
+        done = run_cli("stylize", [*args, "--out", str(tmp_path / "out"), "--server-key",
+                                   str(daemon_keys.server / "server.key")], env)
+        assert done.returncode == 0, done.stderr
+        assert (tmp_path / "out" / "background.png").exists()
+        refused = run_cli("stylize", [*args, "--out", str(tmp_path / "plain")], env)
+        assert refused.returncode != 0 and not (tmp_path / "plain" / "background.png").exists()
