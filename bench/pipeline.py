@@ -131,7 +131,14 @@ def free_port() -> int:
 RATIO_SIZE = 1024
 
 
-def ratio_to_onnxruntime(client, args: argparse.Namespace) -> dict[str, float] | None:  # noqa: ANN001
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of every thread of process ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def ratio_to_onnxruntime(client, args: argparse.Namespace,  # noqa: ANN001
+                         daemon_pid: int | None = None) -> dict[str, float] | None:
     """The product's 1024² end to end over one onnxruntime whole-image pass, same machine.
 
     Numerator: a full job through the daemon (segment, both region passes, mask,
@@ -140,7 +147,11 @@ def ratio_to_onnxruntime(client, args: argparse.Namespace) -> dict[str, float] |
     with as many threads as the daemon's torch has: what a user would get from a
     generic runtime doing plain whole-image transfer. The two alternate (the
     daemon is idle while onnxruntime runs) so a busy machine slows both alike;
-    the ratio is of the minima, each side's least disturbed run.
+    ``ratio`` is of the wall-time minima, each side's least disturbed run.
+    ``ratio_cpu`` is the same of CPU seconds (daemon + client process vs
+    onnxruntime's process), which a machine shared with other jobs disturbs far
+    less than wall time: on a quiet machine the two agree when both sides keep
+    their threads equally busy.
     Returns None where it cannot be measured (no onnxruntime, a GPU run).
     """
     if args.device not in ("cpu", "auto") or _has_cuda():
@@ -156,18 +167,26 @@ def ratio_to_onnxruntime(client, args: argparse.Namespace) -> dict[str, float] |
                       np.random.default_rng(0).standard_normal((1, 100)).astype(np.float32))
     session.run(None, feeds)
     client.stylize(content, style)  # warm at this size
-    ours, theirs = [], []
+    ours, theirs, ours_cpu, theirs_cpu = [], [], [], []
     for _ in range(max(8, args.reps)):  # minima need a few undisturbed runs
-        t0 = time.perf_counter()
+        d0 = _cpu_seconds(daemon_pid) if daemon_pid else 0.0
+        c0, t0 = time.process_time(), time.perf_counter()
         client.stylize(content, style)
         ours.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
+        d1 = _cpu_seconds(daemon_pid) if daemon_pid else 0.0
+        ours_cpu.append(time.process_time() - c0 + d1 - d0)
+        c0, t0 = time.process_time(), time.perf_counter()
         session.run(None, feeds)
         theirs.append(time.perf_counter() - t0)
-    return {"e2e_min_s": min(ours), "e2e_median_s": statistics.median(ours),
-            "ort_min_s": min(theirs), "ort_median_s": statistics.median(theirs),
-            "ratio": min(ours) / min(theirs),
-            "ratio_median": statistics.median(ours) / statistics.median(theirs)}
+        theirs_cpu.append(time.process_time() - c0)
+    out = {"e2e_min_s": min(ours), "e2e_median_s": statistics.median(ours),
+           "ort_min_s": min(theirs), "ort_median_s": statistics.median(theirs),
+           "ratio": min(ours) / min(theirs),
+           "ratio_median": statistics.median(ours) / statistics.median(theirs)}
+    if daemon_pid:
+        out.update(e2e_cpu_s=min(ours_cpu), ort_cpu_s=min(theirs_cpu),
+                   ratio_cpu=min(ours_cpu) / min(theirs_cpu))
+    return out
 
 
 def _has_cuda() -> bool:
@@ -181,6 +200,9 @@ def print_ratio(ratio: dict[str, float]) -> str:
             f"end to end {1000 * ratio['e2e_min_s']:.0f} ms min / "
             f"{1000 * ratio['e2e_median_s']:.0f} ms median, onnxruntime one pass "
             f"{1000 * ratio['ort_min_s']:.0f} / {1000 * ratio['ort_median_s']:.0f} ms)")
+    if "ratio_cpu" in ratio:
+        line += (f"\nratio_{RATIO_SIZE}_cpu={ratio['ratio_cpu']:.2f} (CPU seconds: end to end "
+                 f"{ratio['e2e_cpu_s']:.2f}, onnxruntime {ratio['ort_cpu_s']:.2f})")
     print(line, flush=True)
     return line
 
@@ -195,7 +217,7 @@ def through_daemon(engine: str, sizes: list[int], args: argparse.Namespace,
     """
     from portrait_style.protocol.client import DaemonClient
 
-    with daemon_process(engine, args.device, sanet_dir) as (endpoint, _):
+    with daemon_process(engine, args.device, sanet_dir) as (endpoint, daemon):
         results: dict[int, tuple[float, float]] = {}
         with DaemonClient(endpoint, timeout_s=600) as client:
             for size in sizes:
@@ -207,7 +229,7 @@ def through_daemon(engine: str, sizes: list[int], args: argparse.Namespace,
                     walls.append(time.perf_counter() - t0)
                 results[size] = (walls[0], statistics.median(walls[1:]))
             if ratio is not None and engine == "magenta":
-                ratio.update(ratio_to_onnxruntime(client, args) or {})
+                ratio.update(ratio_to_onnxruntime(client, args, daemon.pid) or {})
         return results
 
 
