@@ -164,12 +164,12 @@ class Run:
 
 
 def _run_case(gimp: GimpHome, daemon: Daemon, samples: dict[str, Path], case: str,
-              tmp_path: Path, style: Path | None = None) -> Run:
+              tmp_path: Path, style: Path | None = None, endpoint: str | None = None) -> Run:
     out = tmp_path / f"out-{case}"
     out.mkdir()
     style = style or samples["starry_night"]
     params = {"case": case, "content": str(samples["astronaut"]), "style": str(style),
-              "endpoint": daemon.endpoint, "out": str(out)}
+              "endpoint": endpoint or daemon.endpoint, "out": str(out)}
     started = time.monotonic()
     report, proc = gimp.batch("stylize.py", params,
                               binds=[out, samples["astronaut"].parent, style.parent])
@@ -431,6 +431,20 @@ def test_cancel_kills_the_plugin_and_the_daemon_drops_the_job(
     while time.monotonic() < deadline and f"job {job} cancelled" not in log.read_text():
         time.sleep(0.1)
     assert f"job {job} cancelled" in log.read_text(), log.read_text()[seen:][-2000:]
+
+
+@pytest.mark.editors
+@pytest.mark.slow
+def test_no_daemon_is_reported_in_words(gimp: GimpHome, daemon: Daemon,
+                                        samples: dict[str, Path], tmp_path: Path) -> None:
+    """Nothing answers and this machine has no daemon command to start one with."""
+    run = _run_case(gimp, daemon, samples, "unreachable", tmp_path,
+                    endpoint="tcp://127.0.0.1:9")
+    step = run.report["steps"]["stylize"]
+    assert step["status"] == "execution-error"
+    assert "daemon could not start" in step["error"] and "installer" in step["error"], step
+    assert "Traceback" not in step["error"] and "Traceback" not in run.proc.stderr
+    assert run.report["layer_count"] == 1
 
 
 @pytest.mark.editors

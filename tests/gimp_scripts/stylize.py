@@ -1,7 +1,8 @@
 """Inside GIMP (python-fu-eval): call the INSTALLED plug-in through the PDB, as a script would.
 
 Run by tests/test_gimp.py with ``PARAMS`` defined before this text:
-  case        "main" | "moved" | "u16" | "gray" | "two" | "huge-style" | "cancel"
+  case        "main" | "moved" | "u16" | "gray" | "two" | "huge-style" | "cancel" |
+              "unreachable"
   content     an 8-bit RGB PNG (the photo), style: an 8-bit RGB PNG (the painting)
   endpoint    the host daemon's endpoint (passed as the procedure's argument)
   out         folder for raw pixel dumps (the test compares them with the daemon's own)
