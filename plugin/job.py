@@ -28,6 +28,7 @@ from typing import Any
 from ..config import Config, load_config
 from ..protocol.client import DaemonClient
 from ..protocol.curve import CurveClientKeys, keys_from_settings
+from ..protocol.endpoints import configured_or_default, is_local_endpoint
 from ..protocol.errors import CANCELLED, Cancelled
 from ..protocol.messages import Pixels
 from ..protocol.request import JobParams
@@ -185,14 +186,19 @@ class Job:
             if self.state is not JobState.STARTING_DAEMON:
                 move(JobState.STARTING_DAEMON, stage=stage, fraction=fraction)
 
-        if conn.start_daemon:
+        # a remote daemon (the config's or the host's endpoint) is never started from
+        # here and is reached with the config's CURVE keys, when it has some
+        target = conn.endpoint or configured_or_default(config.endpoint)
+        remote = not is_local_endpoint(target)
+        curve = conn.curve_keys() if remote or not conn.start_daemon else None
+        if conn.start_daemon and not remote:
             handle = ensure_daemon(conn.endpoint, command=conn.command, token=conn.token,
                                    on_progress=starting, cancel=self._cancel, config=config,
                                    start_timeout_s=conn.start_timeout_s)
             endpoint, self.daemon = handle.endpoint, handle.hello
         else:
-            endpoint = conn.endpoint
-            self.daemon = (probe(endpoint, token=conn.token, curve=conn.curve_keys())
+            endpoint = target
+            self.daemon = (probe(endpoint, token=conn.token, curve=curve)
                            if endpoint else {}) or {}
         move(JobState.RUNNING, stage="sending", fraction=0.0)
 
@@ -204,7 +210,7 @@ class Job:
 
         with DaemonClient(endpoint, token=conn.token, timeout_s=conn.timeout_s,
                           as_arrays=False,
-                          curve=None if conn.start_daemon else conn.curve_keys()) as client:
+                          curve=curve) as client:
             reply = client.stylize(self.source.pixels, self.style, self.params, mask=self.mask,
                                    on_progress=progress, on_queued=queued,
                                    cancel=self._cancel)
