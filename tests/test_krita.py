@@ -10,7 +10,9 @@ enabled and checks its docker and actions (tests/krita_scripts/gui_probe.py).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -78,6 +80,7 @@ def profile(root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def daemon(tmp_path_factory: pytest.TempPathFactory):
     home = tmp_path_factory.mktemp("daemon")
     with daemon_harness.running(home, "--engine", "magenta") as running:
+        _lower_priority(running.proc.pid)
         yield running
 
 
@@ -259,3 +262,140 @@ def test_plugin_never_imports_torch_numpy_or_pillow() -> None:
     qt_users = [p.name for p in (REPO / "plugin" / "krita" / PACKAGE).rglob("*.py")
                 if "PyQt" in p.read_text() and p.name != "qt.py"]
     assert qt_users == [], f"Qt imported outside qt.py: {qt_users}"
+
+
+# ------------------------------------------------------------------------------- GUI
+
+PROBE = SCRIPTS / "gui_probe"
+SCREENSHOT = REPO / "docs" / "krita-docker.png"
+#: set to 1 to refresh the README's screenshot from this run
+UPDATE_SCREENSHOT_ENV = "PORTRAIT_STYLE_UPDATE_SCREENSHOT"
+
+
+def _enable_in_kritarc(kritarc: Path, package: str) -> None:
+    """Add ``enable_<package>=true`` under [python] (kritarc is edited as text)."""
+    lines = kritarc.read_text().splitlines()
+    index = lines.index("[python]")
+    lines.insert(index + 1, f"enable_{package}=true")
+    kritarc.write_text("\n".join(lines) + "\n")
+
+
+def _wait_for_probe(path: Path, krita: subprocess.Popen[bytes], log: Path,
+                    timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert krita.poll() is None, f"krita exited early:\n{log.read_text(errors='replace')}"
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            data = {}
+        if data.get("phase") == "ready":
+            return data
+        time.sleep(1)
+    pytest.fail(f"the probe never got ready: {path.read_text() if path.exists() else ''}\n"
+                f"{log.read_text(errors='replace')[-3000:]}")
+
+
+def _start_krita(env: dict[str, str], display: str, binds: list[Path],
+                 log: Path) -> subprocess.Popen[bytes]:
+    """Start Krita on ``display``; again when it could not connect to a just-started Xvfb.
+
+    A fresh Xvfb sometimes refuses the very first client (seen a few times in
+    ten runs on a loaded machine): that says nothing about the plug-in.
+    """
+    for _attempt in range(3):
+        _wait_for_x(display)
+        krita = editors.popen_in_editors(["krita", "--nosplash"],
+                                         env={**env, "DISPLAY": display}, binds=binds, log=log)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and krita.poll() is None:
+            time.sleep(0.5)
+        if krita.poll() is None or "could not connect to display" not in log.read_text(
+                errors="replace"):
+            return krita
+        time.sleep(1)
+    return krita
+
+
+def _wait_for_x(display: str, timeout: float = 20.0) -> None:
+    """Until an X client gets an answer from ``display`` (xwd of the root window)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        probe = editors.run_in_editors(["xwd", "-root", "-silent", "-display", display,
+                                        "-out", "/dev/null"], env={}, binds=[], timeout=30)
+        if probe.returncode == 0:
+            return
+        time.sleep(0.5)
+
+
+def _lower_priority(pid: int, niceness: int = 10) -> None:
+    """Renice every thread of the daemon (threads it starts later inherit it).
+
+    The daemon is batch work beside an interactive editor: on a small shared
+    CI machine its torch threads otherwise starve Krita's GUI thread and the
+    X server, and the lateness test would measure the machine, not the plug-in.
+    """
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, int(task.name), niceness)
+
+
+def test_gui_docker_actions_apply_and_rerun(root: Path, daemon: Any, tmp_path: Path) -> None:
+    """Real Krita under Xvfb: the docker and actions exist; Apply and Re-run by click."""
+    import shutil
+
+    home = tmp_path / "home"
+    env = editors.isolated_env(home)
+    resources = Path(env["XDG_DATA_HOME"]) / "krita"  # Krita's default resource folder
+    kritarc = Path(env["XDG_CONFIG_HOME"]) / "kritarc"
+    done = subprocess.run(
+        [sys.executable, "-m", "portrait_style", "install-plugin", "krita", "--profile",
+         str(resources), "--python", editor_python(root), "--kritarc", str(kritarc)],
+        capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    shutil.copytree(PROBE / "portrait_style_probe", resources / "pykrita" / "portrait_style_probe")
+    shutil.copy(PROBE / "portrait_style_probe.desktop", resources / "pykrita")
+    _enable_in_kritarc(kritarc, "portrait_style_probe")
+    # Xvfb has no GPU: Krita's OpenGL canvas would run on llvmpipe, whose render threads
+    # compete with everything else on a small CI machine; the QPainter canvas is cheap
+    (kritarc.parent / "kritadisplayrc").write_text("[General]\nOpenGLRenderer=none\n")
+    write_endpoint_config(home, daemon.endpoint)
+    shot_done = home / "shot.done"
+    env.update(PROBE_PHOTO=str(PHOTO), PROBE_STYLE=str(STYLE), PROBE_SIZE=str(SIZE),
+               PROBE_SHOT_DONE=str(shot_done))
+    log = tmp_path / "krita.log"
+    shot = tmp_path / "krita-docker.png"
+    with editors.xvfb_session(log_dir=tmp_path, size="1440x900x24") as display:
+        krita = _start_krita(env, display, [home, SAMPLES], log)
+        try:
+            probe = _wait_for_probe(Path(env[editors.RESULT_ENV]), krita, log, timeout=300)
+            time.sleep(1.5)  # let the canvas and the layer panel repaint
+            editors.screenshot(display, shot)
+            shot_done.touch()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                krita.wait(timeout=30)  # the probe quits Krita through file_quit
+        finally:
+            editors.kill_tree(krita)
+    if os.environ.get(UPDATE_SCREENSHOT_ENV):
+        shutil.copy(shot, SCREENSHOT)
+    print(f"GUI: Apply {probe.get('apply_s', 0):.1f} s, re-run {probe.get('rerun_s', 0):.1f} s, "
+          f"worst lateness {probe.get('lateness_ms')} ms over {probe.get('lateness_ticks')} "
+          f"ticks (idle baseline {probe.get('baseline_lateness_ms')} ms); "
+          f"stages {probe.get('stages')}")
+    assert "error" not in probe, probe.get("traceback")
+    assert probe["krita"].startswith("5.2")
+    assert all(probe["actions"].values()), probe["actions"]
+    assert probe["docker_found"] and probe["docker_title"] == "Portrait Style"
+    assert set(probe["buttons"]) >= {"apply", "cancel", "choose_style", "rerun_portrait",
+                                     "rerun_background", "mask_from_selection",
+                                     "selection_from_mask"}
+    assert probe["style_label"] == "Starry Night"
+    assert probe["groups"] == ["Portrait style — Starry Night"]
+    assert probe["tree"][-1] == ["Portrait style — Starry Night", "grouplayer"]
+    assert all(probe["group_tools_enabled"].values())
+    assert probe["rerun_groups"] == ["Portrait style — Starry Night"]
+    assert {"segment", "transform"} <= set(probe["stages"]), probe["stages"]
+    assert probe["status_line"].startswith("Daemon: ") and "magenta" in probe["status_line"]
+    assert probe["lateness_ticks"] >= 20
+    assert probe["lateness_ms"] <= 100, "the canvas was blocked during a job"
+    assert shot.stat().st_size > 10_000

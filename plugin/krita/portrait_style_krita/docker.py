@@ -105,7 +105,7 @@ class PortraitStyleDocker(DockWidget):  # type: ignore[misc]
         self.recent.setFixedHeight(_THUMB + 28)
         self.recent.setWrapping(False)
         self.recent.setToolTip("Recently used paintings")
-        self.recent.itemClicked.connect(lambda item: self._set_style(Path(item.toolTip())))
+        self.recent.itemClicked.connect(lambda item: self.set_style(Path(item.toolTip())))
         style_layout.addWidget(self.recent)
         layout.addWidget(style_box)
 
@@ -178,9 +178,9 @@ class PortraitStyleDocker(DockWidget):  # type: ignore[misc]
             self, "Choose a style painting", start,
             "Images (*.jpg *.jpeg *.png *.webp *.tif *.tiff *.bmp)")
         if path:
-            self._set_style(Path(path))
+            self.set_style(Path(path))
 
-    def _set_style(self, path: Path) -> None:
+    def set_style(self, path: Path) -> None:
         from .styles import preload
 
         self.style_path = path
@@ -202,7 +202,7 @@ class PortraitStyleDocker(DockWidget):  # type: ignore[misc]
             item.setToolTip(path)
             self.recent.addItem(item)
         if paths and self.style_path is None:
-            self._set_style(Path(paths[0]))
+            self.set_style(Path(paths[0]))
 
     # ------------------------------------------------------------------- run
 

@@ -6,9 +6,14 @@ Why these choices (each verified in Krita 5.2.9, see tests/test_krita.py):
   swap on the way in and out. Other colour models and float depths are
   refused with a sentence saying how to convert; the source is only read.
 - A result group is built completely while detached (group, Background,
-  Portrait with its transparency mask, pixels written) and then inserted above
-  the source in one ``addChildNode`` call, so the layer stack changes once
-  and the artist never sees half a result.
+  Portrait with its transparency mask, pixels written; assembled with
+  ``setChildNodes``, which records no undo step) and then inserted above the
+  source with one ``addChildNode`` — Krita's one undoable command here — so
+  Ctrl+Z removes the whole result and the artist never sees half of it.
+- No ``refreshProjection``: it re-renders the whole image synchronously on
+  the GUI thread. Pixels written into a layer already in the image are shown
+  by re-setting its blending mode, which makes Krita schedule an update of
+  that layer only, in the background.
 - The job record lives in a document annotation named
   ``portrait-style-job/<group uniqueId>``: annotations and node ids both
   survive ``.kra`` save and reopen, and nothing is visible in the layer panel.
@@ -65,6 +70,12 @@ def annotation_key(group: Any) -> str:
 def _rect(node: Any) -> tuple[int, int, int, int]:
     r = node.bounds()
     return (r.x(), r.y(), r.width(), r.height())
+
+
+def _touch(node: Any) -> None:
+    """Make Krita re-render ``node`` in the background after a direct pixel write."""
+    if node is not None:
+        node.setBlendingMode(node.blendingMode())
 
 
 def _walk(node: Any):
@@ -220,7 +231,7 @@ class KritaDocument:
         if (mask.width, mask.height) != (w, h) or mask.channels != 1:
             raise OptionError(f"the mask is {mask.width}×{mask.height}, the layer {w}×{h}")
         node.setPixelData(qbytes(mask.tobytes()), x, y, w, h)
-        self.doc.refreshProjection()
+        _touch(node.parentNode())
 
     def _new_mask(self) -> Any:
         if not supports_transparency_masks():
@@ -250,20 +261,21 @@ class KritaDocument:
         w, h = plan.size
         rect = (x, y, w, h)
         group = self.doc.createGroupLayer(plan.group_name)
-        for planned in reversed(plan.layers):  # bottom first: each addChildNode goes on top
+        children = []
+        for planned in reversed(plan.layers):  # setChildNodes takes them bottom first
             node = self._paint_layer(planned.name, planned.pixels, above, rect)
             if planned.mask is not None:
                 mask = self._new_mask()
-                node.addChildNode(mask, None)
                 mask.setPixelData(qbytes(planned.mask.tobytes()), x, y, w, h)
+                node.setChildNodes([mask])
             node.setOpacity(round(planned.opacity * 255))
             node.setVisible(planned.visible)
-            group.addChildNode(node, None)
+            children.append(node)
+        group.setChildNodes(children)
         if plan.record is not None:
             self.write_record(group, plan.record.to_json())
         parent = above.parentNode() or self.doc.rootNode()
-        parent.addChildNode(group, above)
-        self.doc.refreshProjection()
+        parent.addChildNode(group, above)  # the one undo step; Krita renders it itself
         return group
 
     def replace_layer(self, group: Any, name: str, pixels: Pixels, record: str) -> None:
@@ -284,8 +296,8 @@ class KritaDocument:
                 layer.setPixelData(qbytes(bytes(len(layer.pixelData(ox, oy, ow, oh)))),
                                    ox, oy, ow, oh)  # clear what the new pixels will not cover
             layer.setPixelData(qbytes(self._encode(pixels, layer)), x, y, w, h)
+            _touch(layer)
         self.write_record(group, record)
-        self.doc.refreshProjection()
 
     def find_layer_of(self, group: Any) -> Any | None:
         from ._core.plugin.record import JobRecord

@@ -1,0 +1,235 @@
+"""Test-only Krita plug-in: drives the real Portrait Style docker in a real Krita window.
+
+Installed next to portrait_style_krita by tests/test_krita.py, in a Krita
+running under Xvfb. Once the main window exists it opens the portrait, finds
+the docker and the actions, picks the painting, clicks Apply and then
+"Re-run portrait" on the result group — the same clicks an artist makes —
+while a 10 ms QTimer measures how late the event loop runs. It writes what it
+saw to ``$PORTRAIT_STYLE_RESULT`` (phase "ready"), waits for the test to take
+its screenshot (``$PROBE_SHOT_DONE`` appears), then quits Krita.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from krita import Extension, Krita  # type: ignore[import-not-found]
+from PyQt5.QtCore import QByteArray, QElapsedTimer, Qt, QTimer
+from PyQt5.QtGui import QImage
+from PyQt5.QtWidgets import QPushButton
+
+RESULT = Path(os.environ.get("PORTRAIT_STYLE_RESULT", "/tmp/probe.json"))
+SHOT_DONE = Path(os.environ.get("PROBE_SHOT_DONE", "/tmp/probe.shot"))
+PHOTO = os.environ.get("PROBE_PHOTO", "")
+STYLE = os.environ.get("PROBE_STYLE", "")
+SIZE = int(os.environ.get("PROBE_SIZE", "384"))
+ACTION_IDS = ("portrait_style_apply", "portrait_style_rerun_portrait",
+              "portrait_style_rerun_background", "portrait_style_mask_from_selection",
+              "portrait_style_selection_from_mask", "portrait_style_cancel")
+
+
+class Probe:
+    """A little state machine stepped by a timer, so Krita's event loop never waits on us."""
+
+    def __init__(self) -> None:
+        self.out: dict[str, Any] = {"phase": "starting", "steps": []}
+        self.step = self.wait_for_window
+        self.timer = QTimer()
+        self.timer.setInterval(200)
+        self.timer.timeout.connect(self.tick)
+        self.deadline = time.monotonic() + 240
+        self.clock = QElapsedTimer()
+        self.late = QTimer()
+        self.late.setInterval(10)
+        self.late.timeout.connect(self._late_tick)
+        self.worst = 0.0
+        self.last = 0
+        self.ticks = 0
+        self.progress: list[tuple[str, float]] = []
+        self.messages: list[tuple[str, str]] = []
+        self.busy: list[bool] = []
+        self.late_events: list[tuple[float, int, str, str]] = []
+        self.marks: list[tuple[str, int]] = []
+
+    def start(self) -> None:
+        self.timer.start()
+
+    def _late_tick(self) -> None:
+        now = self.clock.elapsed()
+        if self.ticks:
+            late = now - self.last - 10
+            self.worst = max(self.worst, late)
+            if late > 30:  # what was going on when the loop ran late (for diagnosis)
+                stage = self.progress[-1][0] if self.progress else "-"
+                self.late_events.append((late, now, stage, self.step.__name__))
+        self.last = now
+        self.ticks += 1
+
+    def write(self) -> None:
+        self.out["lateness_ms"] = self.worst
+        self.out["lateness_ticks"] = self.ticks
+        self.out["progress"] = self.progress[-40:]
+        self.out["stages"] = sorted({p[0] for p in self.progress})
+        self.out["messages"] = self.messages
+        self.out["late_events"] = self.late_events[-20:]
+        RESULT.write_text(json.dumps(self.out, indent=1))
+
+    def tick(self) -> None:
+        try:
+            if time.monotonic() > self.deadline:
+                raise TimeoutError(f"probe timed out in step {self.step.__name__}")
+            next_step = self.step()
+            if next_step is not None:
+                self.out["steps"].append(self.step.__name__)
+                self.step = next_step
+        except Exception as exc:
+            self.out["phase"] = "ready"
+            self.out["error"] = f"{type(exc).__name__}: {exc}"
+            self.out["traceback"] = traceback.format_exc()
+            self.step = self.wait_for_shot
+        self.write()
+
+    # ------------------------------------------------------------------ steps
+
+    def wait_for_window(self) -> Any:
+        window = Krita.instance().activeWindow()
+        if window is None or not window.qwindow().isVisible():
+            return None
+        app = Krita.instance()
+        self.out["krita"] = app.version()
+        self.out["actions"] = {a: app.action(a) is not None for a in ACTION_IDS}
+        self.out["action_texts"] = {a: app.action(a).text() for a in ACTION_IDS
+                                    if app.action(a) is not None}
+        image = QImage(PHOTO).scaledToWidth(SIZE, Qt.SmoothTransformation).convertToFormat(
+            QImage.Format_ARGB32)
+        w, h = image.width(), image.height()
+        bits = image.constBits()
+        bits.setsize(image.sizeInBytes())
+        raw = bytes(bits)
+        data = b"".join(raw[y * image.bytesPerLine(): y * image.bytesPerLine() + w * 4]
+                        for y in range(h))
+        doc = app.createDocument(w, h, "astronaut", "RGBA", "U8", "", 72.0)
+        window.addView(doc)
+        node = doc.createNode("Photo", "paintlayer")
+        doc.rootNode().addChildNode(node, None)
+        node.setPixelData(QByteArray(data), 0, 0, w, h)
+        doc.refreshProjection()
+        self.doc, self.node = doc, node
+        return self.select_photo
+
+    def select_photo(self) -> Any:
+        self.doc.setActiveNode(self.node)  # takes effect asynchronously (NOTES-hosts)
+        return self.find_docker
+
+    def find_docker(self) -> Any:
+        if self.doc.activeNode() is None or self.doc.activeNode().name() != "Photo":
+            self.doc.setActiveNode(self.node)
+            return None
+        window = Krita.instance().activeWindow()
+        dockers = [d for d in window.dockers() if type(d).__name__ == "PortraitStyleDocker"]
+        self.out["docker_found"] = bool(dockers)
+        if not dockers:
+            raise RuntimeError("the Portrait Style docker is not in the window")
+        dock = dockers[0]
+        dock.setVisible(True)
+        dock.raise_()
+        self.dock = dock
+        self.out["docker_title"] = dock.windowTitle()
+        self.out["buttons"] = sorted(b.objectName() for b in dock.findChildren(QPushButton)
+                                     if b.objectName())
+        dock.set_style(Path(STYLE))
+        self.out["style_label"] = dock.style_name.text()
+        ctl = dock.ctl
+        ctl.progress.connect(lambda stage, frac: self.progress.append(
+            (stage, frac, self.clock.elapsed())))
+        ctl.message.connect(lambda level, text: self.messages.append((level, text)))
+        ctl.busy.connect(self.busy.append)
+        self.clock.start()
+        self.late.start()
+        self.baseline_until = time.monotonic() + 2.0
+        return self.measure_baseline
+
+    def measure_baseline(self) -> Any:
+        """Two idle seconds first: how late the loop runs on this machine with no job."""
+        if time.monotonic() < self.baseline_until:
+            return None
+        self.out["baseline_lateness_ms"] = self.worst
+        self.out["baseline_ticks"] = self.ticks
+        self.worst, self.ticks = 0.0, 0
+        self.late_events.clear()
+        self.applied_at = time.monotonic()
+        self.dock.apply_button.click()
+        return self.wait_for_apply
+
+    def wait_for_apply(self) -> Any:
+        errors = [text for level, text in self.messages if level == "error"]
+        if errors:
+            raise RuntimeError(f"Apply failed: {errors}")
+        if self.dock.ctl.running or not self.busy:
+            return None
+        self.out["apply_s"] = time.monotonic() - self.applied_at
+        results = self.dock.ctl.results
+        self.out["groups"] = [g.name() for g in results]
+        if not results:
+            raise RuntimeError(f"Apply made no group: {self.messages}")
+        self.group = results[0]
+        self.out["tree"] = [(n.name(), n.type()) for n in self.doc.rootNode().childNodes()]
+        self.doc.setActiveNode(self.group)
+        self.rerun_wait = time.monotonic()
+        return self.wait_group_tools
+
+    def wait_group_tools(self) -> Any:
+        button = self.dock.group_buttons["rerun_portrait"]
+        if not button.isEnabled():
+            if time.monotonic() - self.rerun_wait > 10:
+                raise RuntimeError("Re-run portrait never enabled on the result group")
+            self.doc.setActiveNode(self.group)
+            return None
+        self.out["group_tools_enabled"] = {k: b.isEnabled()
+                                           for k, b in self.dock.group_buttons.items()}
+        self.busy.clear()
+        button.click()
+        self.rerun_at = time.monotonic()
+        return self.wait_for_rerun
+
+    def wait_for_rerun(self) -> Any:
+        if self.dock.ctl.running or not self.busy:
+            return None
+        self.late.stop()
+        self.out["rerun_s"] = time.monotonic() - self.rerun_at
+        self.out["rerun_groups"] = [g.name() for g in self.dock.ctl.results]
+        self.out["status_line"] = self.dock.status_label.text()
+        self.out["progress_format"] = self.dock.progress.format()
+        self.out["message_line"] = self.dock.message_label.text()
+        self.out["phase"] = "ready"
+        self.doc.setActiveNode(self.group)
+        return self.wait_for_shot
+
+    def wait_for_shot(self) -> Any:
+        if not SHOT_DONE.exists():
+            return None
+        self.timer.stop()
+        for doc in Krita.instance().documents():
+            doc.setModified(False)
+        Krita.instance().action("file_quit").trigger()
+        return None
+
+
+class ProbeExtension(Extension):  # type: ignore[misc]
+    def __init__(self, parent: Any) -> None:
+        super().__init__(parent)
+        self.probe = Probe()
+
+    def setup(self) -> None:
+        self.probe.start()
+
+    def createActions(self, window: Any) -> None:  # noqa: N802 - Krita's API name
+        pass
+
+
+Krita.instance().addExtension(ProbeExtension(Krita.instance()))
