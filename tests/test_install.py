@@ -150,6 +150,9 @@ def test_installer_end_to_end_then_uninstall_leaves_home_as_it_was(tmp_path: Pat
     env["PORTRAIT_STYLE_TORCH"] = os.environ.get("PORTRAIT_STYLE_TEST_TORCH",
                                                  "torch==2.14.1 torchvision==0.29.1")
     env["PIP_PROGRESS_BAR"] = "off"
+    # an artist's PATH: this Python and the system's, none of this machine's dev tools
+    # (a rustup proxy on PATH writes ~/.rustup when any build step probes for it)
+    env["PATH"] = f"{Path(sys._base_executable).parent}:/usr/bin:/bin"
     before = _snapshot(home)
     install = subprocess.run(["sh", str(REPO / "installer" / "install.sh"), "--hosts", "gimp",
                               "krita"], capture_output=True, text=True, env=env, timeout=1500)
