@@ -46,6 +46,13 @@ _PULSE_S = 0.1
 #: the daemon works at ≤ 1 MP of style (daemon/pipeline.py) and refuses > 16 MP; a big scan
 #: is scaled down on GIMP's private copy first, with room to spare, to keep the wire light
 STYLE_SEND_PIXELS = 2048 * 2048
+#: the daemon's stage names (SPEC.md, "progress") as the status bar says them; others as sent
+STAGE_WORDS = {
+    "sending": "sending the layer", "started": "started", "decode": "reading the pixels",
+    "segment": "finding the person", "encode": "studying the painting",
+    "transform": "painting", "stylize": "painting", "upsample": "bringing it to full size",
+    "compose": "composing", "encode_reply": "sending the layers back",
+}
 
 
 def load_style(path: Path) -> Pixels:
@@ -78,7 +85,7 @@ def _stage_text(layer_name: str, event: jobs.JobEvent) -> str:
     elif state is jobs.JobState.DONE:
         what = "adding the layers"
     else:
-        what = event.stage or state.value
+        what = STAGE_WORDS.get(event.stage, event.stage.replace("_", " ")) or state.value
     return f"Portrait Style — {layer_name}: {what}"
 
 
