@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from .fetch import (
@@ -48,14 +49,22 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _known_names_only(action: Callable[[argparse.Namespace], int]
+                      ) -> Callable[[argparse.Namespace], int]:
+    """An unknown NAME is a usage error (exit 2) that lists the names the registry has."""
+    def checked(args: argparse.Namespace) -> int:
+        try:
+            return action(args)
+        except UnknownName as exc:
+            _say(f"portrait-style: error: {exc}")
+            return 2
+    return checked
+
+
+@_known_names_only
 def _fetch(args: argparse.Namespace) -> int:
     failed = 0
-    try:
-        names = _names(args, default_embedded=True)
-    except UnknownName as exc:
-        _say(f"portrait-style: error: {exc}")
-        return 2
-    for name in names:
+    for name in _names(args, default_embedded=True):
         try:
             path = fetch_file(name, report=_say)
         except (WeightsUnavailable, RegistryError) as exc:
@@ -66,14 +75,10 @@ def _fetch(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+@_known_names_only
 def _verify(args: argparse.Namespace) -> int:
     bad = 0
-    try:
-        names = _names(args, default_embedded=False)
-    except UnknownName as exc:
-        _say(f"portrait-style: error: {exc}")
-        return 2
-    for name in names:
+    for name in _names(args, default_embedded=False):
         report = verify(name)
         print(f"{name}\t{report.state.value}\t{report.detail}")
         if report.state is VerifyState.MISMATCH or report.state is VerifyState.ERROR:
