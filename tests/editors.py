@@ -296,7 +296,9 @@ def xvfb_session(
     """
     display = f":{_free_display()}"
     log_dir.mkdir(parents=True, exist_ok=True)
-    argv = ["Xvfb", display, "-screen", "0", size, "-nolisten", "tcp"]
+    # -noreset: by default the server resets when its last client leaves, and a client
+    # connecting during that reset is refused ("could not connect to display")
+    argv = ["Xvfb", display, "-screen", "0", size, "-nolisten", "tcp", "-noreset"]
     proc = popen_in_editors(argv, env={}, binds=[], log=log_dir / "xvfb.log")
     try:
         _wait_for_display(display, proc, start_timeout, log_dir / "xvfb.log")
