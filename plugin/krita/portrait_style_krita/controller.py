@@ -194,7 +194,7 @@ class Controller(QObject):
                 self.message.emit("info", f"Done: {group.name()} ({took * 1000:.0f} ms to "
                                   "build the layers)")
                 if job.daemon:
-                    self._status_ready.emit(self._describe(job.daemon, None))
+                    self._status_ready.emit(self._describe(job.daemon, self._job_endpoint(job)))
             except Exception as exc:
                 self._fail(exc)
                 self._queue = []
@@ -262,6 +262,12 @@ class Controller(QObject):
             self._status_ready.emit(line)
 
         threading.Thread(target=work, name="portrait-style-status", daemon=True).start()
+
+    def _job_endpoint(self, job: Any) -> str | None:
+        try:
+            return self._endpoint(job.connection.settings(), job.connection.endpoint)
+        except Exception:
+            return None
 
     @staticmethod
     def _endpoint(config: Any, override: str | None) -> str:

@@ -102,7 +102,7 @@ class PortraitStyleDocker(DockWidget):  # type: ignore[misc]
         self.recent.setObjectName("recent_styles")
         self.recent.setViewMode(ICON_MODE)
         self.recent.setIconSize(QSize(_THUMB, _THUMB))
-        self.recent.setFixedHeight(_THUMB + 28)
+        self.recent.setFixedHeight(_THUMB + 12)
         self.recent.setWrapping(False)
         self.recent.setToolTip("Recently used paintings")
         self.recent.itemClicked.connect(lambda item: self.set_style(Path(item.toolTip())))

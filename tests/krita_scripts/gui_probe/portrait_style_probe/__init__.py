@@ -136,6 +136,12 @@ class Probe:
         if not dockers:
             raise RuntimeError("the Portrait Style docker is not in the window")
         dock = dockers[0]
+        # room for the screenshot: only the layer panel and the docker on the right
+        for other in window.dockers():
+            if other.objectName() not in ("KisLayerBox",) and other is not dock:
+                other.setVisible(False)
+        main = window.qwindow()  # no window manager under Xvfb: fill the screen by hand
+        main.setGeometry(main.screen().availableGeometry())
         dock.setVisible(True)
         dock.raise_()
         self.dock = dock
@@ -207,7 +213,12 @@ class Probe:
         self.out["progress_format"] = self.dock.progress.format()
         self.out["message_line"] = self.dock.message_label.text()
         self.out["phase"] = "ready"
+        self.out["dockers"] = [d.objectName() for d in
+                               Krita.instance().activeWindow().dockers() if d.isVisible()]
         self.doc.setActiveNode(self.group)
+        view = Krita.instance().activeWindow().activeView()
+        if view is not None and view.canvas() is not None:
+            view.canvas().setZoomLevel(1.0)
         return self.wait_for_shot
 
     def wait_for_shot(self) -> Any:
