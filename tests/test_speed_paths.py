@@ -46,6 +46,24 @@ def test_box_filter_is_the_window_mean(shape: tuple[int, ...], radius: int) -> N
     assert torch.allclose(got.double(), _window_means(x, radius), atol=1e-6)
 
 
+def test_rgb_guided_coefficients_solve_each_window() -> None:
+    """The stacked box filters still give a = (Σ + eps·I)⁻¹ cov(I, p) per window."""
+    gen = torch.Generator().manual_seed(1)
+    guide, src, radius, eps = torch.rand(1, 3, 9, 11, generator=gen), torch.rand(
+        1, 1, 9, 11, generator=gen), 2, 1e-2
+    means = _window_means(guide, radius)[0]  # [3,h,w]
+    mean_p = _window_means(src, radius)[0, 0]
+    outer = _window_means(guide[:, :, None] * guide[:, None], radius)[0]  # [3,3,h,w]
+    cross = _window_means(guide * src, radius)[0]  # [3,h,w]
+    sigma = outer - means[:, None] * means[None] + eps * torch.eye(3, dtype=torch.float64)[
+        ..., None, None]
+    cov = cross - means * mean_p
+    want = torch.linalg.solve(sigma.permute(2, 3, 0, 1), cov.permute(1, 2, 0)[..., None])
+    a = sizing._rgb_guided_slopes(guide, src, sizing.box_filter(guide, radius),
+                                  sizing.box_filter(src, radius), radius, eps)
+    assert torch.allclose(a[0, 0].permute(1, 2, 0).double(), want[..., 0], atol=1e-3)
+
+
 def test_resample_window_at_the_same_size_is_the_window() -> None:
     low = torch.rand(2, 4, 12, 19)
     full = F.interpolate(low, size=(12, 19), mode="bilinear", align_corners=False)
