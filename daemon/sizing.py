@@ -158,10 +158,18 @@ def _box_1d(x: torch.Tensor, radius: int, dim: int) -> torch.Tensor:
     # written as slice copies into one buffer: no concatenated intermediates, which
     # were most of the filter's time (bit-identical to the concatenating version)
     out = torch.empty_like(c)
-    out.narrow(dim, 0, n - r).copy_(c.narrow(dim, r, n - r))
-    out.narrow(dim, n - r, r).copy_(c.narrow(dim, n - 1, 1).expand_as(out.narrow(dim, n - r, r)))
-    if n - r - 1 > 0:
-        out.narrow(dim, r + 1, n - r - 1).sub_(c.narrow(dim, 0, n - r - 1))
+    if n >= 2 * r + 2:  # three runs, each written once: starts at 0 / inside / ends at n
+        out.narrow(dim, 0, r + 1).copy_(c.narrow(dim, r, r + 1))
+        torch.sub(c.narrow(dim, 2 * r + 1, n - 2 * r - 1), c.narrow(dim, 0, n - 2 * r - 1),
+                  out=out.narrow(dim, r + 1, n - 2 * r - 1))
+        torch.sub(c.narrow(dim, n - 1, 1), c.narrow(dim, n - 2 * r - 1, r),
+                  out=out.narrow(dim, n - r, r))
+    else:  # windows that reach both ends: copy the upper sums, subtract the lower ones
+        out.narrow(dim, 0, n - r).copy_(c.narrow(dim, r, n - r))
+        out.narrow(dim, n - r, r).copy_(
+            c.narrow(dim, n - 1, 1).expand_as(out.narrow(dim, n - r, r)))
+        if n - r - 1 > 0:
+            out.narrow(dim, r + 1, n - r - 1).sub_(c.narrow(dim, 0, n - r - 1))
     del c
     idx = torch.arange(n, device=x.device, dtype=x.dtype)
     shape = [1] * x.dim()
@@ -249,37 +257,45 @@ def guided_coefficients(
     """
     if guide.shape[-2:] != src.shape[-2:]:
         raise ValueError(f"guide {tuple(guide.shape)} and src {tuple(src.shape)} differ in size")
-    channels = guide.shape[1]
-    mean_i = box_filter(guide, radius)  # [1,C,h,w]
-    mean_p = box_filter(src, radius)  # [1,K,h,w]
-    if channels == 1:
-        var = box_filter(guide * guide, radius) - mean_i * mean_i
-        cov = box_filter(guide * src, radius) - mean_i * mean_p  # [1,K,h,w]
-        a = (cov / (var + eps)).unsqueeze(2)  # [1,K,1,h,w]
-    elif channels == 3:
-        a = _rgb_guided_slopes(guide, src, mean_i, mean_p, radius, eps)
-    else:
+    channels, k = guide.shape[1], src.shape[1]
+    if channels not in (1, 3):
         raise ValueError(f"guide must have 1 or 3 channels, got {channels}")
+    # every first-level window mean as ONE box filter over a stack of planes (the
+    # same per-plane arithmetic as one call each; the cumulative sums then run
+    # across planes): guide, src, the guide's channel products, guide × src
+    pairs = [(i, j) for i in range(channels) for j in range(i, channels)]
+    planes = [guide, src, *(guide[:, i:i + 1] * guide[:, j:j + 1] for i, j in pairs),
+              *(guide[:, i:i + 1] * src for i in range(channels))]
+    means = box_filter(torch.cat(planes, dim=1), radius)
+    del planes
+    mean_i, mean_p = means[:, :channels], means[:, channels:channels + k]
+    products = means[:, channels + k:channels + k + len(pairs)]
+    cross = means[:, channels + k + len(pairs):].unflatten(1, (channels, k))  # [1,C,K,h,w]
+    if channels == 1:
+        var = products - mean_i * mean_i
+        cov = cross[:, 0] - mean_i * mean_p  # [1,K,h,w]
+        a = (cov / (var + eps)).unsqueeze(2)  # [1,K,1,h,w]
+    else:
+        a = _rgb_guided_slopes(products, cross, mean_i, mean_p, eps)
+    del means, products, cross
     b = mean_p - (a * mean_i.unsqueeze(1)).sum(dim=2)
     return box_filter(a, radius), box_filter(b, radius)
 
 
-def _rgb_guided_slopes(guide: torch.Tensor, src: torch.Tensor, mean_i: torch.Tensor,
-                       mean_p: torch.Tensor, radius: int, eps: float) -> torch.Tensor:
-    """Per-pixel a = (Σ + eps·I)⁻¹ cov(I, p) for an RGB guide, by 3×3 cofactors."""
-    i_r, i_g, i_b = guide[:, 0], guide[:, 1], guide[:, 2]
+def _rgb_guided_slopes(products: torch.Tensor, cross: torch.Tensor, mean_i: torch.Tensor,
+                       mean_p: torch.Tensor, eps: float) -> torch.Tensor:
+    """Per-pixel a = (Σ + eps·I)⁻¹ cov(I, p) for an RGB guide, by 3×3 cofactors.
+
+    products: window means of rr, rg, rb, gg, gb, bb [1,6,h,w]; cross: of the
+    guide × src [1,3,K,h,w]; mean_i [1,3,h,w], mean_p [1,K,h,w].
+    """
     m_r, m_g, m_b = mean_i[:, 0], mean_i[:, 1], mean_i[:, 2]
-    # the six guide products box-filtered as one stack: the same per-plane arithmetic
-    # as one call each, a quarter faster (the cumulative sums run across planes)
-    pairs = ((i_r, i_r), (i_r, i_g), (i_r, i_b), (i_g, i_g), (i_g, i_b), (i_b, i_b))
-    boxed = box_filter(torch.stack([x * y for x, y in pairs], dim=1), radius)
-    rr = boxed[:, 0] - m_r * m_r + eps
-    rg = boxed[:, 1] - m_r * m_g
-    rb = boxed[:, 2] - m_r * m_b
-    gg = boxed[:, 3] - m_g * m_g + eps
-    gb = boxed[:, 4] - m_g * m_b
-    bb = boxed[:, 5] - m_b * m_b + eps
-    del boxed
+    rr = products[:, 0] - m_r * m_r + eps
+    rg = products[:, 1] - m_r * m_g
+    rb = products[:, 2] - m_r * m_b
+    gg = products[:, 3] - m_g * m_g + eps
+    gb = products[:, 4] - m_g * m_b
+    bb = products[:, 5] - m_b * m_b + eps
     # inverse of the symmetric matrix [[rr rg rb][rg gg gb][rb gb bb]]
     c_rr = gg * bb - gb * gb
     c_rg = gb * rb - rg * bb
@@ -289,14 +305,11 @@ def _rgb_guided_slopes(guide: torch.Tensor, src: torch.Tensor, mean_i: torch.Ten
     c_bb = rr * gg - rg * rg
     det = rr * c_rr + rg * c_rg + rb * c_rb
     slopes = []
-    for k in range(src.shape[1]):
-        p = src[:, k]
+    for k in range(mean_p.shape[1]):
         mp = mean_p[:, k]
-        cov = box_filter(torch.stack([i_r * p, i_g * p, i_b * p], dim=1), radius)
-        cr = cov[:, 0] - m_r * mp
-        cg = cov[:, 1] - m_g * mp
-        cb = cov[:, 2] - m_b * mp
-        del cov
+        cr = cross[:, 0, k] - m_r * mp
+        cg = cross[:, 1, k] - m_g * mp
+        cb = cross[:, 2, k] - m_b * mp
         a_r = (c_rr * cr + c_rg * cg + c_rb * cb) / det
         a_g = (c_rg * cr + c_gg * cg + c_gb * cb) / det
         a_b = (c_rb * cr + c_gb * cg + c_bb * cb) / det
