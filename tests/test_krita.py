@@ -182,7 +182,8 @@ def test_rerun_portrait_keeps_the_painted_mask(suite: tuple[dict[str, Any], Path
     assert rerun["mask_kept"]
     assert rerun["portrait_replaced"] and rerun["scribble_gone"]
     assert rerun["background_untouched"], "only Portrait was replaced"
-    assert rerun["same_group"] and rerun["layer_ids_kept"]
+    assert rerun["same_group"] and rerun["background_id_kept"]
+    assert rerun["portrait_is_new_node"], "swapped in as a new node, so Ctrl+Z can restore it"
     assert rerun["children"] == [["Background", "paintlayer"], ["Portrait", "paintlayer"]]
 
 
@@ -238,11 +239,20 @@ def test_other_colour_models_refused_clearly(suite: tuple[dict[str, Any], Path])
 
 
 def test_daemon_errors_in_plain_words(suite: tuple[dict[str, Any], Path]) -> None:
+    """No daemon on a local endpoint: the plug-in tries to start one, and says why it cannot."""
     res = scenario(suite, "unreachable")
-    assert res["error"].startswith("Could not reach the daemon at tcp://192.0.2.1:5999")
-    assert "Traceback" not in res["error"]
+    assert res["error"].startswith("The portrait-style daemon could not start"), res["error"]
+    assert "installer" in res["error"] and "Traceback" not in res["error"]
     assert res["layers_added"] == 0
     assert res["seconds"] < 10
+
+
+def test_cancel_leaves_the_document_unchanged(suite: tuple[dict[str, Any], Path]) -> None:
+    res = scenario(suite, "cancel")
+    assert res["error_type"] == "PortraitStyleError" and res["error"] == "cancelled"
+    assert res["final_state"] == "cancelled"
+    assert "running" in res["states"] and "done" not in res["states"], res["states"]
+    assert res["layers_added"] == 0
 
 
 def test_mask_from_selection_and_back(suite: tuple[dict[str, Any], Path]) -> None:
@@ -382,6 +392,12 @@ def test_gui_docker_actions_apply_and_rerun(root: Path, daemon: Any, tmp_path: P
     assert probe["style_label"] == "Starry Night"
     assert probe["groups"] == ["Portrait style — Starry Night"]
     assert probe["tree"][-1] == ["Portrait style — Starry Night", "grouplayer"]
+    assert probe["tree_after_undo"] == probe["tree"][:-1], "Apply is one undo step"
+    assert probe["tree_after_redo"] == probe["tree"]
+    assert probe["rerun_changed_portrait"]
+    assert probe["rerun_undo_restores"] and probe["rerun_undo_steps"] <= 2, probe
+    assert probe["rerun_undo_children"] == ["Background", "Portrait"]
+    assert probe["rerun_redo_restores"]
     assert all(probe["group_tools_enabled"].values())
     assert probe["rerun_groups"] == ["Portrait style — Starry Night"]
     assert {"segment", "transform"} <= set(probe["stages"]), probe["stages"]

@@ -208,8 +208,10 @@ def scenario_main(res: dict[str, Any]) -> None:
         "scribble_gone": bytes(layers2["Portrait"].pixelData(w - 10, h - 10, 8, 8))
         != bytes(scribble),
         "outputs": list(job2.params.outputs),
-        "layer_ids_kept": {k: v.uniqueId().toString() for k, v in layers2.items()}
-        == ids_before,
+        "background_id_kept": layers2["Background"].uniqueId().toString()
+        == ids_before["Background"],
+        "portrait_is_new_node": layers2["Portrait"].uniqueId().toString()
+        != ids_before["Portrait"],
         "children": [(c.name(), c.type()) for c in again.childNodes()],
         "lateness_ms": late.worst, "timings": {k: v for k, v in last_run.items()
                                                 if k.endswith("_s")},
@@ -332,7 +334,7 @@ def scenario_unreachable(res: dict[str, Any]) -> None:
     count = len(doc.rootNode().childNodes())
     started = time.perf_counter()
     try:
-        portrait_style_krita.apply(doc, node, STYLE, endpoint="tcp://192.0.2.1:5999")
+        portrait_style_krita.apply(doc, node, STYLE, endpoint="tcp://127.0.0.1:9")
         res["error"] = None
     except Exception as exc:
         res["error"] = str(exc)
@@ -370,9 +372,39 @@ def scenario_selection(res: dict[str, Any]) -> None:
     doc.close()
 
 
+def scenario_cancel(res: dict[str, Any]) -> None:
+    """Cancel as soon as the daemon reports a stage: the job ends CANCELLED, nothing added."""
+    import portrait_style_krita
+    from portrait_style_krita import api
+    from portrait_style_krita.api import last_run
+
+    data, w, h = photo_bgra(SIZE)
+    doc = new_doc(w, h, "cancel")
+    node = add_layer(doc, "Photo", data, 0, 0, w, h)
+    count = len(doc.rootNode().childNodes())
+    states: list[str] = []
+
+    def on_event(ev: Any) -> None:
+        states.append(ev.state.value)
+        if ev.state.value == "running":
+            api.cancel()
+
+    try:
+        portrait_style_krita.apply(doc, node, STYLE, on_event=on_event)
+        res["error"] = None
+    except Exception as exc:
+        res["error"] = str(exc)
+        res["error_type"] = type(exc).__name__
+    res["states"] = states
+    res["final_state"] = last_run["job"].state.value if "job" in last_run else None
+    res["layers_added"] = len(doc.rootNode().childNodes()) - count
+    doc.close()
+
+
 SCENARIOS = {"contract": scenario_contract, "main": scenario_main, "moved": scenario_moved,
              "u16": scenario_u16, "refused": scenario_refused,
-             "unreachable": scenario_unreachable, "selection": scenario_selection}
+             "unreachable": scenario_unreachable, "selection": scenario_selection,
+             "cancel": scenario_cancel}
 
 
 def main(*_args: Any) -> None:

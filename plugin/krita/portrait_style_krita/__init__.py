@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["apply", "rerun", "register"]
+__all__ = ["apply", "rerun", "cancel", "register"]
 
 _registered = False
 
@@ -36,6 +36,13 @@ def rerun(document: Any, group: Any, region: str, endpoint: str | None = None,
     from .api import rerun as _rerun
 
     return _rerun(document, group, region, endpoint, **kwargs)
+
+
+def cancel() -> bool:
+    """Cancel the scripted job in flight, e.g. from an ``on_event`` handler."""
+    from .api import cancel as _cancel
+
+    return _cancel()
 
 
 def register() -> bool:

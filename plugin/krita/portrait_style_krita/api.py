@@ -24,10 +24,25 @@ from typing import Any
 from .runner import JobRunner, wait_for
 from .runtime import LAYER_OUTPUTS, core
 
-__all__ = ["apply", "rerun", "PortraitStyleError", "last_run", "connection", "execute"]
+__all__ = ["apply", "rerun", "cancel", "PortraitStyleError", "last_run", "connection", "execute"]
 
 #: timings and the job of the most recent scripted run (for scripts and tests)
 last_run: dict[str, Any] = {}
+
+
+_running: list[Any] = []  # the scripted job in flight (one at a time: apply() blocks)
+
+
+def cancel() -> bool:
+    """Cancel the scripted job in flight (from an ``on_event`` handler or a script's button).
+
+    The blocked ``apply``/``rerun`` then raises ``PortraitStyleError("cancelled")``
+    and the document is unchanged. False when no job is running.
+    """
+    if not _running:
+        return False
+    _running[0].cancel()
+    return True
 
 
 class PortraitStyleError(RuntimeError):
@@ -59,7 +74,11 @@ def _finish(document: Any, kdoc: Any, job: Any, on_event: Callable[[Any], None] 
             timeout_s: float | None, prepared_s: float) -> Any:
     modules = core()
     started = time.perf_counter()
-    state = execute(job, on_event, timeout_s)
+    _running[:] = [job]
+    try:
+        state = execute(job, on_event, timeout_s)
+    finally:
+        _running.clear()
     ran = time.perf_counter()
     last_run.clear()
     last_run.update(job=job, prepare_s=prepared_s, run_s=ran - started)

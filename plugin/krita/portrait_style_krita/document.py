@@ -279,24 +279,33 @@ class KritaDocument:
         return group
 
     def replace_layer(self, group: Any, name: str, pixels: Pixels, record: str) -> None:
-        layer = self.result_layers(group).get(name)
+        """Swap in a new layer with ``pixels``, carrying over the old one's masks.
+
+        A new node rather than new pixels in the old one, because Krita's
+        scripting API keeps no undo history for pixel writes: inserting the new
+        layer and removing the old are commands, so Ctrl+Z (twice: Krita has
+        no macro for scripts) brings the previous result back.
+        """
+        old = self.result_layers(group).get(name)
         x, y, w, h = self.frame(group)
         if (pixels.width, pixels.height) != (w, h):
             raise OptionError(f"the re-run result is {pixels.width}×{pixels.height}, "
                               f"the group's layers {w}×{h}")
-        if layer is None:  # the artist deleted it: make it again, in its place
-            source = self.find_layer_of(group)
-            layer = self._paint_layer(name, pixels, source or group, (x, y, w, h))
-            below = self.result_layers(group).get(BACKGROUND_LAYER) if name == PORTRAIT_LAYER \
-                else None
-            group.addChildNode(layer, below)
+        like = self.find_layer_of(group) or old or group
+        new = self._paint_layer(name, pixels, like, (x, y, w, h))
+        if old is None:  # the artist deleted it: make it again (Portrait above Background)
+            below = self.result_layers(group).get(BACKGROUND_LAYER) \
+                if name == PORTRAIT_LAYER else None
+            group.addChildNode(new, below)
         else:
-            ox, oy, ow, oh = _rect(layer)
-            if ow and oh and not (ox >= x and oy >= y and ox + ow <= x + w and oy + oh <= y + h):
-                layer.setPixelData(qbytes(bytes(len(layer.pixelData(ox, oy, ow, oh)))),
-                                   ox, oy, ow, oh)  # clear what the new pixels will not cover
-            layer.setPixelData(qbytes(self._encode(pixels, layer)), x, y, w, h)
-            _touch(layer)
+            # the artist's mask (and any filter masks they added) come along as copies
+            new.setChildNodes([child.duplicate() for child in old.childNodes()])
+            new.setOpacity(old.opacity())
+            new.setVisible(old.visible())
+            new.setBlendingMode(old.blendingMode())
+            new.setAlphaLocked(old.alphaLocked())
+            group.addChildNode(new, old)
+            old.remove()
         self.write_record(group, record)
 
     def find_layer_of(self, group: Any) -> Any | None:

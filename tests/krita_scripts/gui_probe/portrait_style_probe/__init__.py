@@ -184,10 +184,30 @@ class Probe:
         if not results:
             raise RuntimeError(f"Apply made no group: {self.messages}")
         self.group = results[0]
-        self.out["tree"] = [(n.name(), n.type()) for n in self.doc.rootNode().childNodes()]
+        self.out["tree"] = self.top_names()
+        Krita.instance().action("edit_undo").trigger()  # Apply must be ONE undo step
+        return self.check_undo_apply
+
+    def top_names(self) -> list[tuple[str, str]]:
+        return [(n.name(), n.type()) for n in self.doc.rootNode().childNodes()]
+
+    def check_undo_apply(self) -> Any:
+        self.out["tree_after_undo"] = self.top_names()
+        Krita.instance().action("edit_redo").trigger()
+        return self.check_redo_apply
+
+    def check_redo_apply(self) -> Any:
+        self.out["tree_after_redo"] = self.top_names()
         self.doc.setActiveNode(self.group)
         self.rerun_wait = time.monotonic()
         return self.wait_group_tools
+
+    def portrait_bytes(self) -> bytes:
+        for child in self.group.childNodes():
+            if child.name() == "Portrait":
+                r = child.bounds()
+                return bytes(child.pixelData(r.x(), r.y(), r.width(), r.height()))
+        return b""
 
     def wait_group_tools(self) -> Any:
         button = self.dock.group_buttons["rerun_portrait"]
@@ -199,6 +219,10 @@ class Probe:
         self.out["group_tools_enabled"] = {k: b.isEnabled()
                                            for k, b in self.dock.group_buttons.items()}
         self.busy.clear()
+        for child in self.group.childNodes():  # the artist touches up the Portrait layer
+            if child.name() == "Portrait":
+                child.setPixelData(QByteArray(bytes([0, 0, 255, 255]) * 64), 20, 20, 8, 8)
+        self.portrait_before = self.portrait_bytes()
         button.click()
         self.rerun_at = time.monotonic()
         return self.wait_for_rerun
@@ -212,6 +236,34 @@ class Probe:
         self.out["status_line"] = self.dock.status_label.text()
         self.out["progress_format"] = self.dock.progress.format()
         self.out["message_line"] = self.dock.message_label.text()
+        self.portrait_rerun = self.portrait_bytes()
+        self.out["rerun_changed_portrait"] = self.portrait_rerun != self.portrait_before
+        self.undos = 0
+        return self.undo_rerun
+
+    def undo_rerun(self) -> Any:
+        """Ctrl+Z after a re-run brings the previous Portrait back (two steps in Krita)."""
+        names = [c.name() for c in self.group.childNodes()]
+        if (names == ["Background", "Portrait"] and self.portrait_bytes()
+                == self.portrait_before) or self.undos >= 4:
+            self.out["rerun_undo_steps"] = self.undos
+            self.out["rerun_undo_restores"] = self.portrait_bytes() == self.portrait_before
+            self.out["rerun_undo_children"] = [c.name() for c in self.group.childNodes()]
+            return self.redo_rerun
+        Krita.instance().action("edit_undo").trigger()
+        self.undos += 1
+        return None
+
+    def redo_rerun(self) -> Any:
+        """Redo back to the re-run's result, for the screenshot."""
+        if self.undos == 0:
+            self.out["rerun_redo_restores"] = self.portrait_bytes() == self.portrait_rerun
+            return self.finish
+        Krita.instance().action("edit_redo").trigger()
+        self.undos -= 1
+        return None
+
+    def finish(self) -> Any:
         self.out["phase"] = "ready"
         self.out["dockers"] = [d.objectName() for d in
                                Krita.instance().activeWindow().dockers() if d.isVisible()]
