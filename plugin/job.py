@@ -29,7 +29,7 @@ from ..config import Config, load_config
 from ..protocol.client import DaemonClient
 from ..protocol.curve import CurveClientKeys, keys_from_settings
 from ..protocol.endpoints import configured_or_default, is_local_endpoint
-from ..protocol.errors import CANCELLED, Cancelled
+from ..protocol.errors import CANCELLED, Cancelled, DaemonUnreachable
 from ..protocol.messages import Pixels
 from ..protocol.request import JobParams
 from .core import (
@@ -198,8 +198,13 @@ class Job:
             endpoint, self.daemon = handle.endpoint, handle.hello
         else:
             endpoint = target
-            self.daemon = (probe(endpoint, token=conn.token, curve=curve)
-                           if endpoint else {}) or {}
+            hello = probe(endpoint, token=conn.token, curve=curve)
+            if hello is None:
+                # a CURVE daemon that does not know our key looks exactly like this
+                raise DaemonUnreachable(f"no daemon answered at {endpoint}" + (
+                    " (with CURVE: is this machine's client key allowed there?)"
+                    if curve is not None else ""))
+            self.daemon = hello
         move(JobState.RUNNING, stage="sending", fraction=0.0)
 
         def progress(stage: str, fraction: float) -> None:
