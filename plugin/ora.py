@@ -7,7 +7,9 @@ plain zip (``mimetype`` first and stored, ``stack.xml``, one PNG per layer,
 import, so ``layers.ora`` carries the layer contract of DESIGN.md §3 out of the
 terminal. ORA has no layer masks, so the portrait layer is written already cut
 by the person mask and the mask itself travels as a hidden layer the artist can
-turn back into a mask.
+turn back into a mask. The container pieces here (``stack_xml``,
+``write_container``) are what ``plugin/outputs.py`` streams the big files with;
+``write_ora`` builds small files from pixels in memory.
 
 The reader is strict about the container rules (it exists to check files we
 write) and lenient about extra attributes and members.
@@ -28,12 +30,10 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image
 
-from .core import LayerPlan, SourceLayer
 from .imageio import FAST_PNG_LEVEL, encode_png, write_atomic
 
 __all__ = ["ORA_MIMETYPE", "OraError", "OraLayer", "OraStack", "OraDocument", "write_ora",
-           "ora_from_plan", "write_plan_ora", "read_ora", "flatten", "stack_xml",
-           "write_container", "assign_sources"]
+           "read_ora", "flatten", "stack_xml", "write_container", "assign_sources"]
 
 ORA_MIMETYPE = "image/openraster"
 #: the spec version whose rules we follow (mergedimage.png is mandatory since 0.0.5)
@@ -273,42 +273,6 @@ def write_ora(path: str | os.PathLike[str], nodes: list[OraLayer | OraStack], wi
               height: int) -> Path:
     """Write an OpenRaster file whose root stack holds ``nodes`` (top first)."""
     return write_atomic(path, ora_bytes(nodes, width, height))
-
-
-def ora_from_plan(plan: LayerPlan, source: SourceLayer | None = None) -> list[OraLayer | OraStack]:
-    """The layer contract as ORA nodes: the group (mask, portrait, background) above the source.
-
-    Portrait alpha = person mask × source alpha, so the file looks right in any
-    ORA reader; the mask rides along hidden, on top of the group, for the artist
-    to turn back into a layer mask.
-    """
-    x, y = plan.offset
-    children: list[OraLayer | OraStack] = []
-    if plan.mask is not None:
-        children.append(OraLayer(plan.mask_name, plan.mask, x, y, visible=False))
-    for planned in plan.layers:
-        pixels = _rgba(planned.pixels)
-        if planned.mask is not None:
-            pixels = pixels.copy()
-            cut = pixels[..., 3].astype(np.uint32) * planned.mask.astype(np.uint32)
-            pixels[..., 3] = ((cut + 127) // 255).astype(np.uint8)
-        children.append(OraLayer(planned.name, pixels, x, y, opacity=planned.opacity,
-                                 visible=planned.visible))
-    nodes: list[OraLayer | OraStack] = [OraStack(plan.group_name, children)]
-    if source is not None:
-        nodes.append(OraLayer(source.name, source.pixels, *source.offset))
-    return nodes
-
-
-def write_plan_ora(path: str | os.PathLike[str], plan: LayerPlan,
-                   source: SourceLayer | None = None,
-                   canvas: tuple[int, int] | None = None) -> Path:
-    """Write ``plan`` (and the source layer below it) as ``path``.
-
-    ``canvas`` = (width, height); by default the plan's offset plus size.
-    """
-    width, height = canvas or (plan.offset[0] + plan.size[0], plan.offset[1] + plan.size[1])
-    return write_ora(path, ora_from_plan(plan, source), width, height)
 
 
 def _float(value: str | None, default: float) -> float:
