@@ -274,6 +274,83 @@ def test_plugin_never_imports_torch_numpy_or_pillow() -> None:
     assert qt_users == [], f"Qt imported outside qt.py: {qt_users}"
 
 
+# ----------------------------------------------------------------- the host's Krita 5.1
+
+HOST_KRITARUNNER = Path("/usr/bin/kritarunner")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_host_krita_51_with_daemon_started_on_demand(tmp_path: Path) -> None:
+    """Debian 12's own Krita 5.1, where installed: the same suite, and the plug-in starts
+    the daemon itself from the config's command (no daemon runs beforehand).
+
+    5.1 has no ``createTransparencyMask``; the plug-in's workaround (masks51.py)
+    must give the same layers, masks and .kra round trip as 5.2.
+    """
+    import signal
+
+    from portrait_style.plugin.launcher import probe
+
+    if not HOST_KRITARUNNER.exists():
+        pytest.skip("no Krita on this host (apt-get install krita python3-pyqt5)")
+    profile = tmp_path / "profile"
+    done = install(profile, "/usr/bin/python3")
+    assert done.returncode == 0, done.stdout + done.stderr
+    home = tmp_path / "home"
+    env = editors.isolated_env(home)
+    endpoint = f"tcp://127.0.0.1:{_free_port()}"
+    assert probe(endpoint, timeout_s=0.5) is None, "nothing may answer before the job"
+    folder = Path(env["XDG_CONFIG_HOME"]) / "portrait-style"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({
+        "endpoint": endpoint, "engine": "magenta",
+        "daemon_command": [sys.executable, "-m", "portrait_style", "serve"]}))
+    out = home / "out"
+    out.mkdir()
+    env.update(QT_QPA_PLATFORM="offscreen", KRITA_SUITE_OUT=str(out),
+               KRITA_SUITE_PHOTO=str(PHOTO), KRITA_SUITE_STYLE=str(STYLE),
+               KRITA_SUITE_SIZE=str(SIZE), PATH="/usr/bin:/bin",
+               # not "unreachable": with a daemon command configured it would start one
+               KRITA_SUITE_ONLY="contract,main,moved,u16,refused,selection,cancel",
+               PYTHONPATH=f"{profile / 'krita' / 'pykrita'}:{SCRIPTS}",
+               PORTRAIT_STYLE_WEIGHTS_CACHE=os.environ["PORTRAIT_STYLE_WEIGHTS_CACHE"])
+    (home / editors.RESULT_NAME).unlink(missing_ok=True)
+    hello = None
+    try:
+        proc = subprocess.run([str(HOST_KRITARUNNER), "-s", "headless_suite", "-f", "main"],
+                              env=env, cwd=home, capture_output=True, text=True, timeout=600,
+                              check=False)
+        results = editors.load_result(home, proc)
+        hello = probe(endpoint, timeout_s=2.0)
+    finally:
+        hello = hello or probe(endpoint, timeout_s=2.0)
+        if hello and hello.get("pid"):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(hello["pid"]), signal.SIGTERM)
+    assert results["krita"].startswith("5.1"), results["krita"]
+    main = scenario((results, out), "main")
+    assert hello is not None and main["daemon_pid"] == hello["pid"], "the plug-in started it"
+    assert scenario((results, out), "contract")["failures"] == []
+    assert main["mask_type"] == "transparencymask" and main["mask_equals_job_mask"]
+    assert main["portrait_equals_job"] and main["source_unchanged"]
+    assert all(main["rerun"][k] for k in ("sent_mask_is_edit", "mask_kept",
+                                          "background_untouched", "portrait_replaced"))
+    reopened = main["reopened"]
+    assert reopened["record_same"] and reopened["mask_same"] and reopened["rerun_background_ok"]
+    assert scenario((results, out), "moved")["alpha_kept"] == {"Portrait": True,
+                                                               "Background": True}
+    assert scenario((results, out), "selection")["mask_from_selection"]
+    assert scenario((results, out), "u16")["portrait_matches_8bit_result"]
+    assert scenario((results, out), "cancel")["layers_added"] == 0
+
+
 # ------------------------------------------------------------------------------- GUI
 
 PROBE = SCRIPTS / "gui_probe"

@@ -167,6 +167,7 @@ def scenario_main(res: dict[str, Any]) -> None:
     res["timings"] = {k: v for k, v in last_run.items() if k.endswith("_s")}
     job = last_run["job"]
     res["notices"] = job.notices
+    res["daemon_pid"] = job.daemon.get("pid")
     res["params"] = job.params.as_dict()
     res["events"] = events
     res.update(group_info(doc, group, source))

@@ -234,11 +234,16 @@ class KritaDocument:
         _touch(node.parentNode())
 
     def _new_mask(self) -> Any:
-        if not supports_transparency_masks():
+        if supports_transparency_masks():
+            return self.doc.createTransparencyMask(MASK_NAME)
+        from .masks51 import new_mask  # Krita 5.1: a copy of a mask loaded from a file
+
+        try:
+            return new_mask(MASK_NAME)
+        except Exception as exc:
             raise OptionError(
-                f"Krita {Krita.instance().version()} cannot fill a transparency mask from a "
-                "script (Krita 5.2 can): update Krita to get the person mask")
-        return self.doc.createTransparencyMask(MASK_NAME)
+                f"Krita {Krita.instance().version()} cannot make a transparency mask from a "
+                f"script ({exc}); Krita 5.2 can: update Krita to get the person mask") from exc
 
     # ------------------------------------------------------------------ writing
 
