@@ -26,9 +26,14 @@ both modes (``whole_image=True`` and ours):
     features, so averaging tiles ≈ embedding their union). Face = the landmark
     ROI square around the photo's face box. The photo's own distances are the
     unstylized reference: stylized backgrounds should be far below it; our face
-    should stay nearer to it than whole-image's face does.
+    should stay nearer to it than whole-image's face does. The face region is
+    the *tight* crop: the square of the photo's landmark box (the 1.5× ROI
+    takes in hair and painted background and so flatters the face's score).
     ``face_style`` (summary only) = (d_photo − d_ours) / (d_photo − d_whole) on
     the face: 0 = face as unstyled as the photo, 1 = as styled as whole-image.
+    "Faces kept" counts, among the pairs whose photo holds a face (mesh
+    presence ≥ 0.5 on the photo), those whose output still does; our NME is
+    averaged over the faces we kept.
 (c) **Time** per image for each mode (wall time of ``PortraitPipeline.run``).
 
 Images are reduced to ``--long-side`` (default 512) first, so the pipeline runs
@@ -148,6 +153,17 @@ def face_region(box: Box, height: int, width: int, scale: float = FACE_ROI_SCALE
     side = max(1, round(max(x1 - x0, y1 - y0) * scale))
     top, left = round(cy - side / 2), round(cx - side / 2)
     return (max(0, top), max(0, left), min(height, top + side), min(width, left + side))
+
+
+def landmark_region(xy: torch.Tensor, height: int, width: int) -> IntBox:
+    """The tight face crop: the square on the long side of the mesh's bounding box, clipped.
+
+    Tighter than ``face_region`` on purpose: the 1.5× landmark ROI takes in hair
+    and painted background, which flatters the face's style score.
+    """
+    x0, y0 = (float(v) for v in xy.min(0).values)
+    x1, y1 = (float(v) for v in xy.max(0).values)
+    return face_region((x0, y0, x1, y1), height, width, scale=1.0)
 
 
 def crop_tiles(image: torch.Tensor, boxes: Sequence[IntBox], size: int = EMBED_SIZE
@@ -304,6 +320,10 @@ class PairResult:
     bg_tiles: int
     whole: ModeResult
     ours: ModeResult
+    #: face-mesh presence on the photo itself: a face the photo does not hold can't be kept
+    photo_presence: float = 1.0
+    #: the tight face crop (y0, x0, y1, x1) the face style distances were taken on
+    face_box: IntBox = (0, 0, 0, 0)
 
 
 def load_rgb(path: Path, long_side: int | None) -> np.ndarray:
@@ -407,7 +427,7 @@ class Bench:
                              Setting(), outputs=("mask",))
         tiles = background_tiles(layers["mask"])
         height, width = photo.shape[:2]
-        face_box = face_region(face.box, height, width)
+        face_box = landmark_region(photo_xy, height, width)
         photo_bg_emb = mean_embedding(self.embed, photo_t, tiles)
         photo_face_emb = mean_embedding(self.embed, photo_t, [face_box])
         assert photo_face_emb is not None
@@ -430,7 +450,8 @@ class Bench:
                     photo_bg=None if photo_bg_emb is None
                     else embedding_distance(photo_bg_emb, style_emb),
                     photo_face=embedding_distance(photo_face_emb, style_emb),
-                    bg_tiles=len(tiles), whole=whole, ours=ours))
+                    bg_tiles=len(tiles), whole=whole, ours=ours,
+                    photo_presence=photo_presence, face_box=face_box))
                 log(f"  {style_name:<34} {setting.label:<40} disp whole "
                     f"{whole.displacement:.3f} ours {ours.displacement:.3f}  "
                     f"t {whole.seconds:.2f}/{ours.seconds:.2f}s")
@@ -468,6 +489,16 @@ class Summary:
     face_ours: float
     t_whole: float
     t_ours: float
+    faces_photo: int = 0
+    kept_ours: int = 0
+    nme_ours: float | None = None
+
+    @property
+    def bg_excess(self) -> float | None:
+        """Our background distance over whole-image's, minus 1 (0 = as stylized)."""
+        if self.bg_whole is None or self.bg_ours is None or self.bg_whole <= 0:
+            return None
+        return self.bg_ours / self.bg_whole - 1.0
 
     @property
     def face_style(self) -> float | None:
@@ -483,7 +514,11 @@ def summarize(rows: Sequence[PairResult]) -> Summary:
     # displacement only where both outputs still hold a face (else the mesh is noise)
     kept = [r for r in rows
             if min(r.whole.presence, r.ours.presence) >= MIN_PRESENCE]
+    with_face = [r for r in rows if r.photo_presence >= MIN_PRESENCE]
+    ours_kept = [r for r in with_face if r.ours.presence >= MIN_PRESENCE]
     return Summary(
+        faces_photo=len(with_face), kept_ours=len(ours_kept),
+        nme_ours=_mean(r.ours.displacement for r in ours_kept),
         n=len(rows),
         disp_whole=_mean(r.whole.displacement for r in kept),
         disp_ours=_mean(r.ours.displacement for r in kept),
@@ -529,6 +564,22 @@ def agg_row(label: str, s: Summary) -> str:
             f"{_fmt(s.bg_whole, 1)} | {_fmt(s.bg_ours, 1)} | {s.face_photo:.1f} | "
             f"{s.face_whole:.1f} | {s.face_ours:.1f} | {_fmt(s.face_style, 2)} | "
             f"{s.t_whole:.2f} | {s.t_ours:.2f} |")
+
+
+SETTING_HEADER = ("| setting | faces kept | NME ours | face style gain | bg d whole | bg d ours "
+                  "| bg vs whole | t whole s | t ours s |")
+
+
+def setting_table(groups: dict[str, list[PairResult]]) -> list[str]:
+    """The issue's view, one row per setting: faces kept, NME, gain, background, time."""
+    lines = [SETTING_HEADER, "|" + "---|" * (SETTING_HEADER.count(" | ") + 1)]
+    for label, rows in groups.items():
+        s = summarize(rows)
+        excess = "n/a" if s.bg_excess is None else f"{s.bg_excess:+.1%}"
+        lines.append(f"| {label} | {s.kept_ours}/{s.faces_photo} | {_fmt(s.nme_ours, 4)} | "
+                     f"{_fmt(s.face_style, 2)} | {_fmt(s.bg_whole, 2)} | {_fmt(s.bg_ours, 2)} | "
+                     f"{excess} | {s.t_whole:.2f} | {s.t_ours:.2f} |")
+    return lines
 
 
 def agg_table(key: str, groups: dict[str, list[PairResult]]) -> list[str]:
@@ -581,9 +632,16 @@ def report(rows: list[PairResult], settings: list[Setting], skipped: dict[str, s
         lines += ["Skipped portraits:", ""]
         lines += [f"- {name}: {why}" for name, why in skipped.items()]
         lines.append("")
+    by_setting = group_by(rows, lambda r: r.setting)
+    lines += ["## Per setting (means over all pairs)", "",
+              f"Faces kept: output mesh presence ≥ {MIN_PRESENCE} among pairs whose photo has "
+              "one; NME over the faces kept; face style gain on the tight face crop; bg vs "
+              "whole: our background style distance relative to whole-image transfer's.", ""]
+    lines += setting_table(by_setting)
+    lines.append("")
     if len(settings) > 1:
-        lines += ["## Sweep (one row per setting, means over all pairs)", ""]
-        lines += agg_table("setting", group_by(rows, lambda r: r.setting))
+        lines += ["## Sweep, all columns", ""]
+        lines += agg_table("setting", by_setting)
         lines.append("")
     for setting in settings:
         chosen = [r for r in rows if r.setting == setting.label]
@@ -632,6 +690,59 @@ def contact_sheet(rows: Sequence[PairResult], photos: dict[str, np.ndarray], pat
     sheet.save(path)
 
 
+def strip_pairs(portraits: Sequence[str], styles: Sequence[str], n: int) -> set[tuple[str, str]]:
+    """``n`` (portrait, style) pairs for strips: portrait i with style i, round the styles."""
+    if not styles:
+        return set()
+    return {(p, styles[i % len(styles)]) for i, p in enumerate(portraits[:n])}
+
+
+def _slug(text: str) -> str:
+    keep = "".join(c if c.isalnum() or c in ".-" else "_" for c in text)
+    return keep.strip("_")[:80] or "defaults"
+
+
+def strip_image(photo: np.ndarray, whole: np.ndarray, ours: np.ndarray, face_box: IntBox,
+                height: int = 256) -> np.ndarray:
+    """photo | whole-image | ours, full frame on top and the tight face crop below."""
+    from PIL import Image
+
+    def fit(array: np.ndarray, h: int, w: int | None = None) -> Image.Image:
+        image = Image.fromarray(np.ascontiguousarray(array[..., :3]))
+        width = w or max(1, round(image.width * h / image.height))
+        return image.resize((width, h), Image.Resampling.LANCZOS)
+
+    y0, x0, y1, x1 = face_box
+    top = [fit(a, height) for a in (photo, whole, ours)]
+    bottom = [fit(a[y0:y1, x0:x1], height, height) for a in (photo, whole, ours)]
+    gap = 4
+    width = max(sum(i.width for i in top), sum(i.width for i in bottom)) + 2 * gap
+    sheet = Image.new("RGB", (width, 2 * height + gap), "white")
+    for row, images in enumerate((top, bottom)):
+        x = 0
+        for image in images:
+            sheet.paste(image, (x, row * (height + gap)))
+            x += image.width + gap
+    return np.asarray(sheet)
+
+
+def write_strips(rows: Sequence[PairResult], photos: dict[str, np.ndarray], folder: Path,
+                 wanted: set[tuple[str, str]]) -> list[Path]:
+    """One JPEG strip per wanted (portrait, style) and setting; returns the files written."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for r in rows:
+        if (r.portrait, r.style) not in wanted or r.ours.composite.size == 0:
+            continue
+        path = folder / f"{r.portrait}__{r.style}__{_slug(r.setting)}.jpg"
+        Image.fromarray(strip_image(photos[r.portrait], r.whole.composite, r.ours.composite,
+                                    r.face_box)).save(path, quality=90)
+        written.append(path)
+    return written
+
+
 def _pairs(rows: Sequence[PairResult]) -> dict[tuple[str, str], list[PairResult]]:
     out: dict[tuple[str, str], list[PairResult]] = {}
     for r in rows:
@@ -662,6 +773,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--markdown", type=Path, help="also write the report here")
     parser.add_argument("--contact-sheet", type=Path,
                         help="PNG: photo | whole-image | ours per setting, per pair")
+    parser.add_argument("--strips", type=Path,
+                        help="folder: photo | whole-image | ours strips (full frame and tight "
+                             "face crop) for --strip-pairs pairs, per setting")
+    parser.add_argument("--strip-pairs", type=int, default=3,
+                        help="how many (portrait, style) pairs get a strip (portrait i × style i)")
     parser.add_argument("--quiet", action="store_true")
     return parser.parse_args(argv)
 
@@ -702,6 +818,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows: list[PairResult] = []
     skipped: dict[str, str] = {}
     photos: dict[str, np.ndarray] = {}
+    strips = strip_pairs([p.stem for p in portraits], list(styles), args.strip_pairs) \
+        if args.strips else set()
     for path in portraits:
         outcome = bench.portrait(path.stem, path, styles, settings, args.long_side, log)
         if isinstance(outcome, str):
@@ -709,16 +827,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             log(f"{path.stem}: skipped, {outcome}")
             continue
         rows += outcome
-        if args.contact_sheet:
+        if args.contact_sheet or args.strips:
             photos[path.stem] = load_rgb(path, args.long_side)
-        if not args.contact_sheet:  # composites are only needed for the sheet
+        if not args.contact_sheet:  # composites are only needed for the sheet and strips
             for r in outcome:
-                r.ours.composite = r.whole.composite = np.empty(0, np.uint8)
+                if (r.portrait, r.style) not in strips:  # whole is shared per pair only
+                    r.ours.composite = r.whole.composite = np.empty(0, np.uint8)
     text = report(rows, settings, skipped, args, bench.engine_name, time.perf_counter() - start)
     print(text)
     if args.markdown:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
         args.markdown.write_text(text + "\n")
+    if args.strips:
+        for written in write_strips(rows, photos, args.strips, strips):
+            log(f"strip: {written}")
     if args.contact_sheet:
         contact_sheet(rows, photos, args.contact_sheet)
         log(f"contact sheet: {args.contact_sheet}")

@@ -10,6 +10,22 @@ its smooth linear coefficients are upsampled and applied to the full-resolution
 photo band by band (the "fast guided filter"), so a 16 MP layer costs about as
 much as a 1 MP one.
 
+Clean-up before refinement (``clean_probability``, at the segmenter's native
+size, so it costs well under a millisecond of pooling), two rules:
+
+* **Only what is connected to the person is the person.** Regions above 0.5
+  are labelled; those smaller than ``blob_share`` of the largest are dropped,
+  and every value further than ``support_native`` native pixels from what is
+  kept is zeroed — stray blobs and detached grey haze go, while the soft
+  fringe around the person (hair) is untouched. A held object (a helmet, a
+  camera) follows the same rule: it is part of the portrait when the segmenter
+  joins it to the person, background when it stands apart.
+* **Low confidence at the frame's edge is background.** Within ``edge_band``
+  (a share of the short side) of the border, values below ``edge_threshold``
+  are faded out, fully at the border and not at all at the band's inner side:
+  the selfie model leaves half-transparent smears where the background runs
+  off the frame, while a body cut by the frame is confidently person there.
+
 No person: if almost nothing crosses probability 0.5, the mask is empty and
 ``person_found`` is False, so the host can tell the user instead of showing a
 portrait layer that covers a random patch.
@@ -21,6 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F  # noqa: N812
 
 from .engines.base import Segmenter
 from .sizing import (
@@ -32,8 +49,8 @@ from .sizing import (
     uint8_band_to_float,
 )
 
-__all__ = ["MaskResult", "MaskSettings", "artist_mask", "feather", "person_mask",
-           "refine_probability"]
+__all__ = ["MaskResult", "MaskSettings", "artist_mask", "clean_probability", "component_areas",
+           "feather", "keep_large_components", "person_mask", "refine_probability"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +66,10 @@ class MaskSettings:
     feather_px: Gaussian sigma, in full-resolution pixels, applied last.
     min_person_fraction: share of the frame that must reach probability 0.5
         for a person to count as found.
+    blob_share: regions above 0.5 smaller than this share of the largest are dropped.
+    support_native: how far (native pixels) from the kept regions soft values survive.
+    edge_band: width of the frame-edge band, as a share of the short side (0 = off).
+    edge_threshold: inside that band, values below this fade out.
     """
 
     guide_long_side: int = 1024
@@ -57,6 +78,10 @@ class MaskSettings:
     contrast: float = 1.5
     feather_px: float = 0.0
     min_person_fraction: float = 0.005
+    blob_share: float = 0.1
+    support_native: int = 4
+    edge_band: float = 0.08
+    edge_threshold: float = 0.75
 
 
 @dataclass
@@ -97,7 +122,7 @@ def person_mask(
         photo_small = resize(uint8_band_to_float(photo, 0, height, device), guide_hw)
     guide = resize(photo_small.to(device).float(), guide_hw)
     with torch.inference_mode():
-        prob = segmenter.person_probability(guide).float()
+        prob = clean_probability(segmenter.person_probability(guide).float(), settings)
     fraction = float((prob >= 0.5).float().mean())
     if fraction < settings.min_person_fraction:
         empty = np.zeros((height, width), dtype=np.uint8)
@@ -154,3 +179,87 @@ def refine_probability(
 def feather(mask: torch.Tensor, sigma: float) -> torch.Tensor:
     """Gaussian feather of an H×W mask by ``sigma`` full-resolution pixels."""
     return lowpass(mask[None, None], sigma)[0, 0]
+
+
+def _runs(row: np.ndarray) -> list[tuple[int, int]]:
+    """[start, stop) of the True runs of a 1-D bool array."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], row.view(np.int8), [0]))))
+    return list(zip(edges[0::2].tolist(), edges[1::2].tolist(), strict=True))
+
+
+def component_areas(binary: np.ndarray) -> tuple[list[list[tuple[int, int, int]]], list[int],
+                                                  list[int]]:
+    """8-connected components of an [h,w] bool map, as runs joined by union-find.
+
+    Returns (per row: (start, stop, run id)), each run's root id, and each
+    run's component area (same list order). Runs, not pixels, are the unit:
+    a segmenter's mask has a few per row, so this is milliseconds in Python.
+    """
+    parent: list[int] = []
+    length: list[int] = []
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    rows: list[list[tuple[int, int, int]]] = []
+    previous: list[tuple[int, int, int]] = []
+    for y in range(binary.shape[0]):
+        current = []
+        for x0, x1 in _runs(binary[y]):
+            rid = len(parent)
+            parent.append(rid)
+            length.append(x1 - x0)
+            for p0, p1, pid in previous:  # 8-connected: touching diagonally counts
+                if p0 <= x1 and p1 >= x0:
+                    a, b = find(rid), find(pid)
+                    if a != b:
+                        parent[max(a, b)] = min(a, b)
+            current.append((x0, x1, rid))
+        rows.append(current)
+        previous = current
+    roots = [find(i) for i in range(len(parent))]
+    area: dict[int, int] = {}
+    for root, n in zip(roots, length, strict=True):
+        area[root] = area.get(root, 0) + n
+    return rows, roots, [area[r] for r in roots]
+
+
+def keep_large_components(binary: np.ndarray, share: float) -> np.ndarray:
+    """The components of ``binary`` whose area is at least ``share`` of the largest."""
+    rows, _roots, areas = component_areas(binary)
+    out = np.zeros_like(binary, dtype=bool)
+    if not areas:
+        return out
+    floor = share * max(areas)
+    for y, runs in enumerate(rows):
+        for x0, x1, rid in runs:
+            if areas[rid] >= floor:
+                out[y, x0:x1] = True
+    return out
+
+
+def clean_probability(prob: torch.Tensor, settings: MaskSettings = MaskSettings()
+                      ) -> torch.Tensor:
+    """The two clean-up rules of the module docstring on a [1,1,h,w] probability."""
+    p = prob.float().clamp(0, 1)
+    h, w = p.shape[-2:]
+    if settings.edge_band > 0:
+        band = max(1.0, settings.edge_band * min(h, w))
+        ys = torch.arange(h, device=p.device, dtype=torch.float32)[:, None]
+        xs = torch.arange(w, device=p.device, dtype=torch.float32)[None, :]
+        dist = torch.minimum(torch.minimum(ys, h - 1 - ys), torch.minimum(xs, w - 1 - xs))
+        weight = ((band - dist) / (band / 2)).clamp(0, 1)  # 1 on the outer half, 0 inside
+        confident = ((p - settings.edge_threshold) / 0.1 + 0.5).clamp(0, 1)
+        p = p * (1 - weight * (1 - confident))
+    binary = (p[0, 0] >= 0.5).cpu().numpy()
+    if not binary.any():
+        return p
+    kept = torch.from_numpy(keep_large_components(binary, settings.blob_share))
+    kept = kept.to(p.device, torch.float32)[None, None]
+    r = max(0, int(settings.support_native))
+    support = F.max_pool2d(kept, 2 * r + 1, stride=1, padding=r) if r else kept
+    support = F.avg_pool2d(F.pad(support, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    return p * support

@@ -34,6 +34,7 @@ from .color import preserve_color
 from .engines.base import RegionSettings, Segmenter, StyleEngine
 from .jobspec import JobContext, StylizeJob, StylizeResult
 from .mask import MaskResult, MaskSettings, artist_mask, person_mask
+from .portrait_pass import keep_likeness
 from .regions import preset
 from .sizing import (
     DEFAULT_STRATEGY,
@@ -48,6 +49,7 @@ from .sizing import (
     uint8_band_to_float,
     working_size,
 )
+from .strokes import stylize_regions
 from .structure import keep_structure
 
 __all__ = ["PortraitPipeline"]
@@ -136,18 +138,18 @@ class PortraitPipeline:
             ctx.stage("encode", 0.3)
             layers_full: dict[str, np.ndarray] = {}
             if passes:
-                content_state = self.engine.encode_content(small)
                 style_state = self._style_state(job.style_key, style)
                 ctx.stage("transform", 0.4)
                 settings = [regions[name] for name in passes]
-                stylized = self.engine.stylize(content_state, style_state, settings)
-                del content_state
+                stylized = stylize_regions(self.engine, small, style_state, settings)
                 expected = (len(passes), 3, *work_hw)
                 if tuple(stylized.shape) != expected:
                     raise RuntimeError(f"engine {self.engine.name} returned "
                                        f"{tuple(stylized.shape)}, expected {expected}")
                 stylized = _preserve(stylized, small, settings)
                 stylized = _keep_structure(stylized, small, settings)
+                stylized = keep_likeness(stylized, small, settings, self.segmenter,
+                                         mask_result.mask if mask_result else None)
                 if not needs_resize:
                     for i, name in enumerate(passes):
                         layers_full[name] = _with_alpha(to_uint8_hwc(stylized[i:i + 1]),

@@ -31,7 +31,7 @@ PRESETS: dict[str, dict[str, RegionSettings]] = {
     # Magenta: strength mixes the style bottleneck with the content's own.
     "magenta": {
         "background": RegionSettings(strength=1.0),
-        "portrait": RegionSettings(strength=0.3, structure=0.75),
+        "portrait": RegionSettings(strength=1.0, likeness=0.8),
     },
     # SANet: W_l = W_h = 1, strength 1 is the plain public checkpoint (style dominates).
     # Portrait: keep low-level (relu4_1) style, damp the high-level (relu5_1) branch
@@ -40,7 +40,7 @@ PRESETS: dict[str, dict[str, RegionSettings]] = {
     # sanet with trained weights.
     "sanet": {
         "background": RegionSettings(strength=1.0, w_low=1.0, w_high=1.0),
-        "portrait": RegionSettings(strength=0.7, w_low=1.0, w_high=0.3, structure=0.75),
+        "portrait": RegionSettings(strength=1.0, w_low=1.0, w_high=0.3, likeness=0.8),
     },
 }
 

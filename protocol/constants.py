@@ -22,6 +22,8 @@ REGION_FLOAT_KNOBS: dict[str, tuple[float, float]] = {
     "w_low": (0.0, 2.0),
     "w_high": (0.0, 2.0),
     "structure": (0.0, 1.0),
+    "likeness": (0.0, 1.0),
+    "stroke_size": (0.25, 4.0),
 }
 
 #: on/off region knobs

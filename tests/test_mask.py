@@ -19,6 +19,9 @@ from portrait_style.daemon.engines.base import Segmenter
 from portrait_style.daemon.mask import (
     MaskSettings,
     artist_mask,
+    clean_probability,
+    component_areas,
+    keep_large_components,
     person_mask,
     refine_probability,
 )
@@ -189,6 +192,8 @@ def test_selfie_on_the_astronaut(selfie: Segmenter) -> None:
     assert m[170:230, 200:280].mean() > 230  # her face
     assert m[20:80, 20:80].mean() < 25  # sky/flag corner above the shoulder
     assert 0.25 < (m >= 128).mean() < 0.75
+    # the grey smear and stray blobs at the bottom left (flag, frame edge) are gone
+    assert m[300:500, 0:12].mean() < 25
 
 
 @pytest.mark.slow
@@ -202,3 +207,57 @@ def test_selfie_finds_no_person_in_a_landscape(selfie: Segmenter, shared_data: P
     result = person_mask(selfie, photo)
     assert not result.person_found, result.person_fraction
     assert not result.mask.any()
+
+
+# ----------------------------------------------------------------- clean-up rules
+
+
+def test_components_are_8_connected_and_small_ones_dropped() -> None:
+    binary = np.zeros((40, 40), bool)
+    binary[5:25, 5:25] = True  # the person: 400 px
+    binary[25:35, 25:35] = True  # touches it only diagonally: the same component
+    binary[2:5, 32:35] = True  # a 9 px blob, apart
+    binary[30:40, 0:10] = True  # 100 px, a quarter of the person: kept at share 0.1
+    rows, roots, areas = component_areas(binary)
+    assert sorted(set(areas)) == [9, 100, 500]
+    kept = keep_large_components(binary, 0.1)
+    assert kept[30, 30] and kept[35, 5] and not kept[3, 33]
+    assert not keep_large_components(np.zeros((5, 5), bool), 0.1).any()
+
+
+def _prob(h: int = 128, w: int = 128) -> torch.Tensor:
+    """A confident person in the middle, cut by the bottom edge."""
+    p = torch.zeros(1, 1, h, w)
+    p[..., 40:, 40:88] = 0.97
+    return p
+
+
+def test_clean_removes_blobs_haze_and_edge_smears_but_keeps_the_soft_fringe() -> None:
+    p = _prob()
+    p[..., 10:14, 10:14] = 0.9  # a stray blob
+    p[..., 20:60, 100:110] = 0.3  # detached grey haze
+    p[..., 80:128, 0:40] = 0.6  # a grey smear along the left edge, joined to the person
+    p[..., 30:40, 40:88] = 0.3  # the hair's soft fringe above the head
+    out = clean_probability(p, MaskSettings())[0, 0]
+    assert float(out[12, 12]) == 0.0 and float(out[40, 105]) == 0.0
+    assert float(out[100, 1]) < 0.05  # the smear at the frame's edge is gone
+    assert float(out[100, 30]) == pytest.approx(0.6)  # inside the band's inner side: kept
+    assert float(out[100, 60]) == pytest.approx(0.97)  # the body at the bottom edge stays
+    assert float(out[127, 60]) == pytest.approx(0.97)
+    assert float(out[37, 60]) == pytest.approx(0.3)  # the fringe is untouched
+
+
+def test_clean_rules_can_be_turned_off() -> None:
+    p = _prob()
+    p[..., 80:128, 0:40] = 0.6
+    off = MaskSettings(edge_band=0.0)
+    assert float(clean_probability(p, off)[0, 0, 100, 1]) == pytest.approx(0.6)
+    assert torch.equal(clean_probability(torch.zeros(1, 1, 8, 8)), torch.zeros(1, 1, 8, 8))
+
+
+def test_person_mask_applies_the_clean_up() -> None:
+    p = _prob(64, 64)
+    p[..., 2:5, 2:5] = 0.9  # blob
+    photo = np.full((128, 128, 3), 128, np.uint8)
+    result = person_mask(ConstantSegmenter(p), photo, settings=MaskSettings(contrast=1.0))
+    assert result.person_found and result.mask[7, 7] < 10 and result.mask[110, 110] > 200

@@ -1,0 +1,316 @@
+"""The portrait pass: a painted person whose face stays the same person.
+
+Why a split by scale: weakening the style network (low ``strength``) or blurring
+its texture away (``structure``) keeps the face but also removes what makes it
+painted, and measured landmark drift comes from stroke-scale texture, not from
+the network moving geometry. So the portrait is rebuilt from bands:
+
+* colour (chroma) and coarse tone (luminance blurred at the facial-feature
+  scale) come from a full-strength stylization — the face sits in the painting's
+  palette and light;
+* the photo's own luminance detail *at and below the scale of the facial
+  features* (eyes, nostrils, lips, jaw line) is put back with the ``likeness``
+  knob — what a viewer and a face model read as "the same person";
+* the painting's stroke texture stays on top, at ``1 - likeness`` in the feature
+  band plus a fixed share of its fine band, so the face is painted, not tinted.
+
+The feature scale is sized from the eye distance BlazeFace finds on the photo
+(``FEATURE_SIGMA_PER_IOD``), so the split follows the face whatever its size in
+the frame. The amount of photo detail is a ramp: full on the face, easing out
+over about a face width to ``BODY_LEVEL`` on the rest of the person mask, and 0
+outside it — no seam at the face, and outside the person the portrait layer is
+the background pass itself, so the mask's edge cannot show a seam either.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .color import rgb_to_ycbcr, ycbcr_to_rgb
+from .engines.base import RegionSettings, Segmenter
+from .face_check import (
+    MIN_PRESENCE,
+    PHOTO_MIN_PRESENCE,
+    PROTECTION_STEPS,
+    PresenceFn,
+    mesh_presence,
+)
+from .sizing import lowpass, resize
+
+__all__ = ["BODY_LEVEL", "FEATURE_SIGMA_PER_IOD", "STROKE_KEEP", "FaceFinder", "FaceGeometry",
+           "apply_portrait_pass", "blazeface_finder", "feature_sigma", "find_faces",
+           "keep_likeness", "likeness_ramp", "person_at", "portrait_blend"]
+
+#: Gaussian sigma of the coarse/detail split, in eye distances: eyes are ~0.4 IOD
+#: wide and the mouth ~0.8, so detail below ~0.25 IOD is the features themselves
+FEATURE_SIGMA_PER_IOD = 0.25
+#: share of the painting's fine band (below a quarter of the feature scale) kept
+#: on the face even at likeness 1: the brush grain that makes it read as paint
+STROKE_KEEP = 0.5
+#: share of the photo's own coarse tone (light and shade at and above the feature
+#: scale) mixed into the stylization's on the face at likeness 1
+TONE_KEEP = 0.3
+#: share of the photo's own colour on the face at likeness 1 (0: the painting's)
+CHROMA_KEEP = 0.0
+#: photo detail on the person away from the face, relative to the face's
+BODY_LEVEL = 0.35
+#: how far past the face ellipse the ramp eases down, in face half-widths
+RAMP_WIDTHS = 1.0
+#: the face ellipse around a detector box: wider for the hair line, taller for the chin
+FACE_SCALE = (1.25, 1.45)
+#: feature sigma used when no face is found, as a share of the long side
+FALLBACK_SIGMA = 1 / 96
+
+
+@dataclass(frozen=True)
+class FaceGeometry:
+    """One face in working-size pixels: centre, half-axes of its ellipse, eye distance."""
+
+    cx: float
+    cy: float
+    rx: float
+    ry: float
+    iod: float
+    #: the detector's box (x0, y0, x1, y1) and eye-levelling angle, for the face check
+    box: tuple[float, float, float, float] | None = None
+    rotation: float = 0.0
+
+
+#: a face finder maps a [1,3,H,W] 0..1 photo (and the person mask [1,1,H,W] or None)
+#: to faces in its pixels
+FaceFinder = Callable[[torch.Tensor, "torch.Tensor | None"], list[FaceGeometry]]
+
+
+def feature_sigma(faces: Sequence[FaceGeometry], height: int, width: int) -> float:
+    """Sigma of the coarse/detail split: from the largest face's eye distance."""
+    if not faces:
+        return max(1.0, FALLBACK_SIGMA * max(height, width))
+    return max(1.0, FEATURE_SIGMA_PER_IOD * max(f.iod for f in faces))
+
+
+def likeness_ramp(faces: Sequence[FaceGeometry], mask: torch.Tensor | None, height: int,
+                  width: int, body_level: float | None = None) -> torch.Tensor:
+    """[1,1,H,W] share of the photo's detail to keep: 1 on faces, ``body_level`` on the person.
+
+    mask: the person mask at this size ([1,1,H,W] or [H,W], 0..1) or None. A face
+    counts in full even where the mask misses it (a segmenter's hole on a face
+    would otherwise paint it over).
+    """
+    body_level = BODY_LEVEL if body_level is None else body_level
+    device = mask.device if mask is not None else torch.device("cpu")
+    ys = torch.arange(height, device=device, dtype=torch.float32)[:, None] + 0.5
+    xs = torch.arange(width, device=device, dtype=torch.float32)[None, :] + 0.5
+    ramp = torch.zeros(height, width, device=device)
+    for f in faces:
+        # elliptical radius: 1 on the face's border; smoothstep down to 0 over RAMP_WIDTHS
+        r = torch.sqrt(((xs - f.cx) / f.rx) ** 2 + ((ys - f.cy) / f.ry) ** 2)
+        t = ((r - 1.0) / RAMP_WIDTHS).clamp(0, 1)
+        ramp = torch.maximum(ramp, 1 - t * t * (3 - 2 * t))
+    if mask is not None:
+        person = mask.reshape(height, width).float().clamp(0, 1)
+        ramp = torch.maximum(ramp, body_level * person)
+    return ramp[None, None]
+
+
+def portrait_blend(stylized: torch.Tensor, photo: torch.Tensor, ramp: torch.Tensor,
+                   sigma: float, likeness: float, stroke_keep: float | None = None,
+                   tone_keep: float | None = None, chroma_keep: float | None = None
+                   ) -> torch.Tensor:
+    """Full-strength ``stylized`` [N,3,H,W] with the photo's feature detail where ``ramp`` says.
+
+    Luminance = coarse tone (the stylization's, ``a·tone_keep`` of the way to the
+    photo's) + a·photo detail + (1 − a)·stylized detail + a·stroke_keep·stylized
+    fine band, with a = likeness·ramp; chroma is the stylization's, ``a·chroma_keep``
+    of the way to the photo's. At a = 0 the result is ``stylized`` exactly.
+    """
+    if stylized.shape[-2:] != photo.shape[-2:] or ramp.shape[-2:] != photo.shape[-2:]:
+        raise ValueError(f"sizes differ: stylized {tuple(stylized.shape)}, photo "
+                         f"{tuple(photo.shape)}, ramp {tuple(ramp.shape)}")
+    stroke_keep = STROKE_KEEP if stroke_keep is None else stroke_keep
+    tone_keep = TONE_KEEP if tone_keep is None else tone_keep
+    chroma_keep = CHROMA_KEEP if chroma_keep is None else chroma_keep
+    a = (float(likeness) * ramp.float()).clamp(0, 1)
+    if not bool(a.any()):
+        return stylized
+    s = rgb_to_ycbcr(stylized.float())
+    ys = s[:, 0:1]
+    yp = rgb_to_ycbcr(photo.float())[:, 0:1]
+    coarse_s = lowpass(ys, sigma)
+    coarse_p = lowpass(yp, sigma)
+    detail_p = yp - coarse_p
+    detail_s = ys - coarse_s
+    fine_s = ys - lowpass(ys, max(0.5, sigma / 4))
+    coarse = coarse_s + (a * tone_keep) * (coarse_p - coarse_s)
+    y = coarse + a * detail_p + (1 - a) * detail_s + (a * stroke_keep) * fine_s
+    chroma = s[:, 1:3]
+    if chroma_keep > 0:
+        chroma = chroma + (a * chroma_keep) * (rgb_to_ycbcr(photo.float())[:, 1:3] - chroma)
+    out = ycbcr_to_rgb(torch.cat([y, chroma], dim=1)).clamp_(0, 1)
+    return out.to(stylized.dtype)
+
+
+# ---------------------------------------------------------------------- faces
+
+
+def find_faces(detect: Callable[[torch.Tensor], list], photo: torch.Tensor,
+               mask: torch.Tensor | None = None, min_score: float = 0.5
+               ) -> list[FaceGeometry]:
+    """Faces in ``photo`` [1,3,H,W] via a BlazeFace-like ``detect`` (boxes + eye keypoints).
+
+    The short-range detector wants a face that fills a good part of its 128²
+    input, so a full-body shot's small face is missed on the whole frame; then
+    square windows of ½ and ⅓ of the short side are searched, only those that
+    overlap the person mask (when there is one), and the best hit is kept.
+    """
+    height, width = photo.shape[-2:]
+    found = [f for f in detect(photo) if f.score >= min_score]
+    if found:
+        return [_geometry(f, 0, 0) for f in found]
+    best = None
+    for fraction in (2, 3):
+        side = min(height, width) // fraction
+        if side < 32:
+            continue
+        stride = max(1, side // 2)
+        for y0 in _starts(height, side, stride):
+            for x0 in _starts(width, side, stride):
+                if mask is not None and float(
+                        mask[..., y0:y0 + side, x0:x0 + side].float().mean()) < 0.05:
+                    continue
+                for f in detect(photo[..., y0:y0 + side, x0:x0 + side]):
+                    if f.score >= min_score and (best is None or f.score > best[0].score):
+                        best = (f, x0, y0)
+        if best is not None:
+            break
+    return [] if best is None else [_geometry(best[0], best[1], best[2])]
+
+
+def _starts(n: int, tile: int, stride: int) -> list[int]:
+    points = list(range(0, max(1, n - tile + 1), stride))
+    if points[-1] != max(0, n - tile):
+        points.append(max(0, n - tile))
+    return points
+
+
+def _geometry(face, dx: float, dy: float) -> FaceGeometry:
+    x0, y0, x1, y1 = face.box
+    eyes = face.keypoints[:2].float()
+    iod = float(torch.linalg.vector_norm(eyes[1] - eyes[0]))
+    half_w, half_h = (x1 - x0) / 2, (y1 - y0) / 2
+    (ex0, ey0), (ex1, ey1) = eyes[0].tolist(), eyes[1].tolist()
+    return FaceGeometry(cx=(x0 + x1) / 2 + dx, cy=(y0 + y1) / 2 + dy,
+                        rx=max(1.0, half_w * FACE_SCALE[0]), ry=max(1.0, half_h * FACE_SCALE[1]),
+                        iod=max(iod, 0.3 * (x1 - x0)),
+                        box=(x0 + dx, y0 + dy, x1 + dx, y1 + dy),
+                        rotation=math.atan2(ey1 - ey0, ex1 - ex0))
+
+
+_DETECTORS: dict[str, object] = {}
+_DETECTOR_LOCK = threading.Lock()
+
+
+def blazeface_finder(device: torch.device) -> FaceFinder | None:
+    """A face finder on ``device`` from MediaPipe's BlazeFace (loaded once), or None.
+
+    None when the model file cannot be had: the pass then uses the person mask
+    and a size-based feature scale, which is still seam-free, only less exact.
+    """
+    key = str(device)
+    with _DETECTOR_LOCK:
+        if key not in _DETECTORS:
+            try:
+                from ..weights import tflite_reader
+                from ..weights.fetch import load_converted
+                from .models.face import BlazeFaceNet, FaceDetector, FaceModels
+
+                net = BlazeFaceNet()
+                net.load_state_dict(load_converted(
+                    "face_detection_short_range", tflite_reader.convert_face_detector,
+                    FaceModels.CONVERTER_VERSION))
+                _DETECTORS[key] = FaceDetector(net).to(device)
+            except Exception:  # noqa: BLE001 - any failure means "no detector", said in info
+                _DETECTORS[key] = None
+        detector = _DETECTORS[key]
+    if detector is None:
+        return None
+
+    def finder(photo: torch.Tensor, mask: torch.Tensor | None = None) -> list[FaceGeometry]:
+        return find_faces(detector, photo.float(), mask)
+
+    return finder
+
+
+def apply_portrait_pass(stylized: torch.Tensor, photo: torch.Tensor, likeness: float,
+                        faces: Sequence[FaceGeometry], person: torch.Tensor | None,
+                        presence: PresenceFn | None = None) -> torch.Tensor:
+    """One region's output [1,3,h,w] → with the face's detail kept by ``likeness``.
+
+    person: the person mask (any size, 0..1) or None; resized to the image here.
+    presence: the face check (daemon/face_check.py); None skips it.
+    """
+    height, width = photo.shape[-2:]
+    mask = None
+    if person is not None:
+        mask = resize(person.float().reshape(1, 1, *person.shape[-2:]), (height, width))
+    ramp = likeness_ramp(faces, mask, height, width).to(photo.device)
+    sigma = feature_sigma(faces, height, width)
+    out = portrait_blend(stylized, photo, ramp, sigma, likeness)
+    if presence is None:
+        return out
+    for face in faces:
+        if face.box is None or presence(photo, face.box, face.rotation) < PHOTO_MIN_PRESENCE:
+            continue
+        own = likeness_ramp([face], None, height, width).to(photo.device)
+        for floor, chroma_keep, tone_keep, stroke_keep in PROTECTION_STEPS:
+            if presence(out, face.box, face.rotation) >= MIN_PRESENCE:
+                break
+            safer = portrait_blend(stylized, photo, ramp, sigma, max(likeness, floor),
+                                   stroke_keep=stroke_keep, tone_keep=tone_keep,
+                                   chroma_keep=chroma_keep)
+            out = torch.lerp(out, safer, own)
+    return out
+
+
+def person_at(mask: np.ndarray, height: int, width: int, device: torch.device) -> torch.Tensor:
+    """A full-size uint8 mask as [1,1,height,width] 0..1 (decimated first: it can be 16 MP)."""
+    step = max(1, min(mask.shape[0] // max(1, height), mask.shape[1] // max(1, width)) // 2)
+    small = torch.from_numpy(np.ascontiguousarray(mask[::step, ::step])).to(device)
+    return resize(small.float().div_(255.0)[None, None], (height, width))
+
+
+def keep_likeness(stylized: torch.Tensor, photo: torch.Tensor,
+                  settings: Sequence[RegionSettings], segmenter: Segmenter,
+                  mask: np.ndarray | None, finder: FaceFinder | None = None,
+                  presence: PresenceFn | None = None) -> torch.Tensor:
+    """Apply the portrait pass to the regions of ``stylized`` [N,3,h,w] whose likeness > 0.
+
+    photo: the working-size photo [1,3,h,w]. mask: the job's full-size person mask
+    (segmented or the artist's); without one the segmenter's raw probability is
+    used, so the portrait layer is the same whether or not the mask was asked for.
+    finder: faces in the photo (default: BlazeFace, loaded once per device).
+    presence: the face check (default: MediaPipe's face mesh, loaded once per device).
+    """
+    if not any(s.likeness > 0 for s in settings):
+        return stylized
+    height, width = photo.shape[-2:]
+    if mask is not None:
+        person = person_at(mask, height, width, photo.device)
+    else:
+        prob = segmenter.person_probability(photo.to(segmenter.device).float())
+        person = resize(prob.float().to(photo.device), (height, width)).clamp_(0, 1)
+    finder = finder or blazeface_finder(photo.device)
+    faces = finder(photo, person) if finder is not None else []
+    if faces and presence is None:
+        presence = mesh_presence(photo.device)
+    out = stylized.clone()
+    for i, s in enumerate(settings):
+        if s.likeness > 0:
+            out[i:i + 1] = apply_portrait_pass(stylized[i:i + 1], photo, s.likeness, faces,
+                                               person, presence)
+    return out
