@@ -14,7 +14,7 @@ from krita import Extension  # type: ignore[import-not-found]
 
 __all__ = ["PortraitStyleExtension", "ACTIONS", "MENU"]
 
-MENU = "tools/scripts/portrait_style"
+MENU = "tools/scripts"
 #: action id → (menu text, what it does)
 ACTIONS: dict[str, tuple[str, str]] = {
     "portrait_style_apply": ("Portrait Style: Apply", "apply"),

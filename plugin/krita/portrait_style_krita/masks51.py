@@ -39,11 +39,15 @@ def _add_mask(kra: bytes, out: Path) -> None:
     """Rewrite a saved .kra so the holder layer carries an empty transparency mask."""
     source = zipfile.ZipFile(io.BytesIO(kra))
     maindoc = source.read("maindoc.xml").decode("utf-8")
-    match = re.search(r'<layer [^>]*name="' + _HOLDER + r'"[^>]*filename="([^"]+)"[^>]*/>',
-                      maindoc)
+    # attribute order changes from run to run (Qt keeps them in a hash): parse each tag
+    match, layer_file = None, ""
+    for tag in re.finditer(r"<layer\s[^>]*/>", maindoc):
+        attributes = dict(re.findall(r'([\w-]+)="([^"]*)"', tag.group(0)))
+        if attributes.get("name") == _HOLDER and attributes.get("filename"):
+            match, layer_file = tag, attributes["filename"]
+            break
     if match is None:
         raise RuntimeError("Krita saved the mask template in an unexpected form")
-    layer_file = match.group(1)
     folder = next(n.rsplit("/", 1)[0] for n in source.namelist()
                   if n.endswith("/" + layer_file))
     mask = (f'<masks><mask visible="1" nodetype="transparencymask" x="0" y="0" locked="0" '
