@@ -73,7 +73,7 @@ class Controller(QObject):
         super().__init__(parent)
         self.runner: JobRunner | None = None
         self._queue: list[tuple[Any, Any]] = []  # (KritaDocument, job) still to run
-        self._document: Any = None
+        self._batch = 0  # how many layers the current Apply covers
         self._status_ready.connect(self.status.emit, QUEUED)
         self.last_status = ""
         self.results: list[Any] = []
@@ -116,8 +116,8 @@ class Controller(QObject):
         except Exception as exc:
             self._fail(exc)
             return
-        self._document = document
         self._queue = jobs
+        self._batch = len(jobs)
         self.results = []
         self._next()
 
@@ -141,8 +141,8 @@ class Controller(QObject):
         except Exception as exc:
             self._fail(exc)
             return
-        self._document = document
         self._queue = [(kdoc, job)]
+        self._batch = 1
         self.results = []
         self._next()
 
@@ -165,15 +165,15 @@ class Controller(QObject):
         self.runner.event.connect(self._on_event)
         self.runner.finished.connect(lambda finished: self._on_finished(kdoc, finished))
         self.busy.emit(True)
-        total = len(self._queue) + len(self.results)
-        prefix = f"{job.source.name}: " if total > 1 else ""
-        self.progress.emit(f"{prefix}connecting", -1.0)
+        self.progress.emit(f"{self._prefix(job)}connecting", -1.0)
         self.runner.start()
 
+    def _prefix(self, job: Any) -> str:
+        """Name the layer in the progress text when several layers are being done."""
+        return f"{job.source.name}: " if self._batch > 1 else ""
+
     def _on_event(self, event: Any) -> None:
-        job = self.runner.job if self.runner else None
-        prefix = f"{job.source.name}: " if job is not None and (self._queue[1:] or
-                                                                  self.results) else ""
+        prefix = self._prefix(self.runner.job) if self.runner else ""
         stage = event.stage or event.state.value
         if event.position is not None:
             stage = f"queued (position {event.position})"

@@ -32,7 +32,6 @@ from krita import Krita, Selection  # type: ignore[import-not-found]
 
 from ._core.plugin.core import (
     BACKGROUND_LAYER,
-    GROUP_PREFIX,
     PORTRAIT_LAYER,
     LayerPlan,
     OptionError,
@@ -40,7 +39,7 @@ from ._core.plugin.core import (
 )
 from ._core.plugin.document import LayerInfo
 from ._core.plugin.pixels import from_u16, swap_red_blue, to_u16
-from ._core.plugin.record import RECORD_NAME
+from ._core.plugin.record import RECORD_NAME, JobRecord
 from ._core.protocol.messages import Pixels
 from .qt import qbytes
 
@@ -51,8 +50,8 @@ MASK_NAME = "Person mask"
 _MODELS = {"RGBA": "RGB", "GRAYA": "GRAY", "CMYKA": "CMYK", "LABA": "LAB", "XYZA": "XYZ",
            "YCbCrA": "YCBCR"}
 _DEPTHS = {"U8": (8, False), "U16": (16, False), "F16": (16, True), "F32": (32, True)}
-_PIXEL_LAYERS = {"paintlayer", "filelayer", "vectorlayer", "filllayer", "clonelayer",
-                 "filterlayer"}
+#: layers whose rendered pixels can be stylized (paint layers: their own pixels)
+_PIXEL_LAYERS = {"paintlayer", "filelayer", "vectorlayer", "filllayer", "clonelayer"}
 
 
 def supports_transparency_masks() -> bool:
@@ -141,7 +140,9 @@ class KritaDocument:
     def read_layer(self, ref: Any) -> SourceLayer:
         self.check_source(ref)
         x, y, w, h = _rect(ref)
-        raw = bytes(ref.pixelData(x, y, w, h))
+        # a paint layer's own pixels; other layers (vector, file, clone…) as rendered
+        read = ref.pixelData if ref.type() == "paintlayer" else ref.projectionPixelData
+        raw = bytes(read(x, y, w, h))
         notes: list[str] = []
         if ref.colorDepth() == "U16":
             bgra = from_u16(raw, w, h, 4)
@@ -193,19 +194,13 @@ class KritaDocument:
         return None
 
     def frame(self, group: Any) -> tuple[int, int, int, int]:
-        """The rectangle the group's layers cover: the source's bounds when it was made.
+        """The rectangle a re-run reads and writes: the source layer's current bounds.
 
-        Taken from the mask's owner (the Portrait layer's painted extent can
-        shrink when the artist erases); the source layer is the reference
-        when it still exists.
+        A re-run sends the source as it is now, so mask and results must
+        cover exactly that; without the source (deleted), the Portrait
+        layer's extent is the best guess.
         """
-        from ._core.plugin.record import JobRecord
-
-        try:
-            record = JobRecord.from_json(self.read_record(group))
-            source = self.find_layer(record.source_id)
-        except Exception:
-            source = None
+        source = self.find_layer_of(group)
         if source is not None and _rect(source)[2] > 0:
             return _rect(source)
         layers = self.result_layers(group)
@@ -314,8 +309,7 @@ class KritaDocument:
         self.write_record(group, record)
 
     def find_layer_of(self, group: Any) -> Any | None:
-        from ._core.plugin.record import JobRecord
-
+        """The layer ``group`` was made from (by the id in its record), if it still exists."""
         try:
             return self.find_layer(JobRecord.from_json(self.read_record(group)).source_id)
         except Exception:
@@ -351,6 +345,3 @@ class KritaDocument:
         selection.resize(self.doc.width(), self.doc.height())
         selection.setPixelData(qbytes(mask.tobytes()), x, y, w, h)
         self.doc.setSelection(selection)
-
-    def is_result_name(self, node: Any) -> bool:
-        return node.name().startswith(GROUP_PREFIX)
