@@ -467,6 +467,9 @@ def test_gui_docker_actions_apply_and_rerun(root: Path, daemon: Any, tmp_path: P
                                      "rerun_background", "mask_from_selection",
                                      "selection_from_mask"}
     assert probe["style_label"] == "Starry Night"
+    assert probe["cancel_enabled_while_busy"] and probe["apply_enabled_after_cancel"]
+    assert probe["cancel_message"] == "Cancelled: the image is unchanged."
+    assert probe["tree_after_cancel_same"]
     assert probe["groups"] == ["Portrait style — Starry Night"]
     assert probe["tree"][-1] == ["Portrait style — Starry Night", "grouplayer"]
     assert probe["tree_after_undo"] == probe["tree"][:-1], "Apply is one undo step"

@@ -166,6 +166,20 @@ class Probe:
             return None
         self.out["baseline_lateness_ms"] = self.worst
         self.out["baseline_ticks"] = self.ticks
+        self.tree_before = self.top_names()
+        self.dock.apply_button.click()  # and at once Cancel, as an artist changing their mind
+        self.out["cancel_enabled_while_busy"] = self.dock.cancel_button.isEnabled()
+        self.dock.cancel_button.click()
+        return self.wait_for_cancel
+
+    def wait_for_cancel(self) -> Any:
+        if self.dock.ctl.running or not self.busy:
+            return None
+        self.out["cancel_message"] = self.dock.message_label.text()
+        self.out["tree_after_cancel_same"] = self.top_names() == self.tree_before
+        self.out["apply_enabled_after_cancel"] = self.dock.apply_button.isEnabled()
+        self.busy.clear()
+        self.messages.clear()
         self.worst, self.ticks = 0.0, 0
         self.late_events.clear()
         self.applied_at = time.monotonic()
