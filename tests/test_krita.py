@@ -261,6 +261,26 @@ def test_mask_from_selection_and_back(suite: tuple[dict[str, Any], Path]) -> Non
     assert res["mask_from_selection"] and res["selection_from_mask"]
 
 
+def test_missing_wire_libraries_reported_not_fatal(profile: Path, tmp_path: Path) -> None:
+    """Without _wire (and no pyzmq in the chroot) the plug-in still loads and explains."""
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(profile / "krita", broken / "krita")
+    shutil.rmtree(broken / "krita" / "pykrita" / PACKAGE / "_wire")
+    home = tmp_path / "home"
+    env = {"KRITA_SUITE_ONLY": "nowire", "KRITA_SUITE_STYLE": str(STYLE),
+           "PYTHONPATH": f"{broken / 'krita' / 'pykrita'}:{SCRIPTS}"}
+    proc = editors.krita_run(SCRIPTS, "headless_suite", "main", home=home, timeout=300,
+                             env=env, binds=[broken, SAMPLES])
+    res = scenario((editors.load_result(home, proc), home), "nowire")
+    assert res["registered_import_ok"]
+    assert res["error_type"] == "CoreUnavailable", res
+    assert "msgpack" in res["error"] and "install-plugin" in res["error"], res["error"]
+    assert res["status_line"].startswith("Daemon: unavailable"), res["status_line"]
+    assert "install-plugin" in res["status_line"]
+
+
 def test_plugin_never_imports_torch_numpy_or_pillow() -> None:
     """Source check: the editor side stays importable in any Krita Python."""
     banned = ("torch", "numpy", "PIL")

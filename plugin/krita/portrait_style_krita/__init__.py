@@ -12,6 +12,10 @@ docker and the actions when Krita runs it as a plug-in; scripts use::
 
 Only Krita and Qt are imported here (the core and the wire libraries load on
 first use), so a broken install still shows the docker with its error.
+
+Krita 5.2 is the target; 5.1 works too (transparency masks come from a
+template file there, see ``masks51.py``; its first result takes ~0.4 s longer).
+Qt is reached only through ``qt.py`` (PyQt5, or PyQt6 for Krita 6).
 """
 
 from __future__ import annotations

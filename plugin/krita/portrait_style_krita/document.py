@@ -18,8 +18,9 @@ Why these choices (each verified in Krita 5.2.9, see tests/test_krita.py):
   ``portrait-style-job/<group uniqueId>``: annotations and node ids both
   survive ``.kra`` save and reopen, and nothing is visible in the layer panel.
 - The Portrait layer is the whole frame; the person mask is a transparency
-  mask under it (``Document.createTransparencyMask``, Krita 5.2+), so painting
-  the mask white brings the portrait back.
+  mask under it, so painting the mask white brings the portrait back. Krita
+  5.2 makes it with ``Document.createTransparencyMask``; 5.1 lacks that call
+  and gets a copy of a mask loaded from a template file (``masks51.py``).
 
 Everything here runs on Krita's GUI thread (Krita's API is not thread-safe).
 """

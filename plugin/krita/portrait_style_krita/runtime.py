@@ -52,6 +52,8 @@ def core() -> dict[str, ModuleType]:
         modules["errors"] = importlib.import_module(f"{package}._core.protocol.errors")
         modules["config"] = importlib.import_module(f"{package}._core.config")
     except ImportError as exc:
+        if type(exc).__name__ == "WireMissing":  # the core's own sentence says it best
+            raise CoreUnavailable(str(exc)) from exc
         missing = getattr(exc, "name", None) or str(exc)
         raise CoreUnavailable(
             f"Portrait Style cannot load {missing!r} in Krita's Python ({exc}). Re-run "
