@@ -52,7 +52,7 @@ __all__ = ["BODY_LEVEL", "FEATURE_SIGMA_PER_IOD", "STROKE_KEEP", "FaceFinder", "
 FEATURE_SIGMA_PER_IOD = 0.25
 #: share of the painting's fine band (below a quarter of the feature scale) kept
 #: on the face even at likeness 1: the brush grain that makes it read as paint
-STROKE_KEEP = 0.5
+STROKE_KEEP = 0.3
 #: share of the photo's own coarse tone (light and shade at and above the feature
 #: scale) mixed into the stylization's on the face at likeness 1
 TONE_KEEP = 0.3
