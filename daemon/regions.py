@@ -21,12 +21,13 @@ from .jobspec import RegionSettings
 
 __all__ = ["PRESETS", "preset", "resolve_regions"]
 
-# Tuned with bench/quality.py (numbers in bench/results/quality-tuning.md): for
-# Magenta, portrait strength 0.2-0.5 all drift the landmarks by ~0.014 of the eye
-# distance (the network repaints even at 0), so 0.3 is the strongest look at the
-# lowest drift; ``structure`` is what moves the drift: 0.014 at 0, 0.012 at 0.5,
-# 0.010 at 1 (whole-image: 0.022); 0.75 keeps some brush texture on the person.
-# preserve_color and mask feathering did not change the metrics and stay off.
+# Tuned with bench/quality.py (bench/results/quality-portrait-tuning.md). The
+# portrait is a full-strength stylization with the face's own detail kept by
+# ``likeness`` (daemon/portrait_pass.py): on all 80 pairs every face kept, landmark
+# drift 0.0148 of the eye distance (whole-image 0.027), 0.88 of whole-image's face
+# stylization on the tight face crop. The previous preset (strength 0.3, structure
+# 0.75) kept faces by blurring the brush texture away: face style gain 0.12.
+# At strength 1 the portrait shares the background's network pass (daemon/strokes.py).
 PRESETS: dict[str, dict[str, RegionSettings]] = {
     # Magenta: strength mixes the style bottleneck with the content's own.
     "magenta": {
@@ -35,7 +36,7 @@ PRESETS: dict[str, dict[str, RegionSettings]] = {
     },
     # SANet: W_l = W_h = 1, strength 1 is the plain public checkpoint (style dominates).
     # Portrait: keep low-level (relu4_1) style, damp the high-level (relu5_1) branch
-    # that moves facial geometry, and blend back part of the content. Not tuned on
+    # that moves facial geometry (the paper's knob), and keep the face's detail. Not tuned on
     # real SANet weights (none are reachable here): rerun bench/quality.py --engine
     # sanet with trained weights.
     "sanet": {
