@@ -127,6 +127,7 @@ def test_a_killed_local_daemon_is_reported_within_a_second(tmp_path: Path,
 
         assert job.run(kill_once_running) is JobState.FAILED
         noticed = time.monotonic() - killed[0]
+        print(f"daemon death noticed after {noticed:.3f} s")
         assert noticed < 1.5, f"took {noticed:.2f} s to notice"
         assert "stopped while working" in job.error and "unchanged" in job.error
 
