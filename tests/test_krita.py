@@ -489,6 +489,8 @@ def test_gui_docker_actions_apply_and_rerun(root: Path, daemon: Any, tmp_path: P
                                      "rerun_background", "mask_from_selection",
                                      "selection_from_mask"}
     assert probe["style_label"] == "Starry Night"
+    assert probe["thumbnail_size"] and max(probe["thumbnail_size"]) == 48
+    assert probe["recent_styles"] == [str(STYLE)], "Apply remembers the painting"
     assert probe["cancel_enabled_while_busy"] and probe["apply_enabled_after_cancel"]
     assert probe["cancel_message"] == "Cancelled: the image is unchanged."
     assert probe["tree_after_cancel_same"]

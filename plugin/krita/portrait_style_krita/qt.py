@@ -28,11 +28,13 @@ QSize = QtCore.QSize
 QElapsedTimer = QtCore.QElapsedTimer
 Signal = QtCore.pyqtSignal
 QImage = QtGui.QImage
+QImageReader = QtGui.QImageReader
 QIcon = QtGui.QIcon
 QPixmap = QtGui.QPixmap
 
 __all__ = ["QT_MAJOR", "QtCore", "QtGui", "QtWidgets", "Qt", "QObject", "QTimer", "QEventLoop",
-           "QByteArray", "QSize", "QElapsedTimer", "Signal", "QImage", "QIcon", "QPixmap",
+           "QByteArray", "QSize", "QElapsedTimer", "Signal", "QImage", "QImageReader", "QIcon",
+           "QPixmap",
            "enum", "qbytes", "image_bytes", "RGB888", "QUEUED", "ALIGN_LEFT", "ICON_MODE",
            "KEEP_ASPECT", "SMOOTH", "ELIDE_MIDDLE", "TEXT_SELECTABLE", "PLAIN_TEXT"]
 

@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .qt import KEEP_ASPECT, RGB888, SMOOTH, QImage, QSize, image_bytes
+from .qt import KEEP_ASPECT, RGB888, SMOOTH, QImage, QImageReader, QSize, image_bytes
 
 __all__ = ["load_style", "preload", "recent_styles", "remember_style", "thumbnail",
            "MAX_RECENT", "SETTINGS_GROUP"]
@@ -95,9 +95,27 @@ def remember_style(path: Path) -> list[str]:
     return items
 
 
+_thumbs: dict[tuple[tuple[str, float, int], int], QImage] = {}
+
+
 def thumbnail(path: str | Path, size: int = 64) -> QImage:
-    """A small copy of the painting for the recent-styles strip (GUI thread or not)."""
-    image = QImage(str(path))
-    if image.isNull():
-        return image
-    return image.scaled(QSize(size, size), KEEP_ASPECT, SMOOTH)
+    """A small copy of the painting for the recent-styles strip, cached.
+
+    Decoded at reduced size (``QImageReader.setScaledSize``: JPEG decoders skip
+    most of the work), so even a large scan costs the GUI thread little, once.
+    """
+    try:
+        key = (_key(Path(path)), size)
+    except OSError:
+        return QImage()
+    if key in _thumbs:
+        return _thumbs[key]
+    reader = QImageReader(str(path))
+    full = reader.size()
+    if full.isValid() and full.width() > 0 and full.height() > 0:
+        reader.setScaledSize(full.scaled(QSize(size, size), KEEP_ASPECT))
+    image = reader.read()
+    if not image.isNull() and max(image.width(), image.height()) > size:
+        image = image.scaled(QSize(size, size), KEEP_ASPECT, SMOOTH)
+    _thumbs[key] = image
+    return image

@@ -150,6 +150,8 @@ class Probe:
                                      if b.objectName())
         dock.set_style(Path(STYLE))
         self.out["style_label"] = dock.style_name.text()
+        pixmap = dock.style_thumb.pixmap()
+        self.out["thumbnail_size"] = [pixmap.width(), pixmap.height()] if pixmap else None
         ctl = dock.ctl
         ctl.progress.connect(lambda stage, frac: self.progress.append(
             (stage, frac, self.clock.elapsed())))
@@ -247,6 +249,8 @@ class Probe:
         self.late.stop()
         self.out["rerun_s"] = time.monotonic() - self.rerun_at
         self.out["rerun_groups"] = [g.name() for g in self.dock.ctl.results]
+        self.out["recent_styles"] = [self.dock.recent.item(i).toolTip()
+                                     for i in range(self.dock.recent.count())]
         self.out["status_line"] = self.dock.status_label.text()
         self.out["progress_format"] = self.dock.progress.format()
         self.out["message_line"] = self.dock.message_label.text()
