@@ -36,8 +36,14 @@ _MAX_DETAIL = 300
 
 
 def _detail(text: str) -> str:
-    text = " ".join(str(text).split())
+    """The technical detail, on one line, cut short, without a closing full stop."""
+    text = " ".join(str(text).split()).rstrip(" .;:")
     return text if len(text) <= _MAX_DETAIL else text[:_MAX_DETAIL - 1] + "…"
+
+
+def _ended(text: str) -> str:
+    """``text`` as a finished sentence (a detail may already end with "?" or "!")."""
+    return text if text.endswith(("?", "!", "…")) else text + "."
 
 
 def explain(exc: BaseException, endpoint: str | None = None) -> str:
@@ -52,8 +58,9 @@ def explain(exc: BaseException, endpoint: str | None = None) -> str:
         return (f"{where[0].upper()}{where[1:]} stopped answering in the middle of the job. "
                 "Your image is unchanged; try again.")
     if isinstance(exc, errors.DaemonUnreachable):
-        return (f"Could not reach {where}: {_detail(exc.message)}. Check that it is running "
-                "(portrait-style status) or that the plug-in's endpoint setting is right.")
+        return (f"Could not reach {where}: {_ended(_detail(exc.message))} Check that it is "
+                "running (portrait-style status) or that the plug-in's endpoint setting is "
+                "right.")
     if isinstance(exc, DaemonStartError):
         return f"The portrait-style daemon could not start: {_detail(str(exc))}"
     if isinstance(exc, errors.MessageTooLarge):
