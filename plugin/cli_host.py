@@ -237,6 +237,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="style strength of the portrait pass, 0..1")
     p.add_argument("--preserve-color", action="store_true",
                    help="keep the photo's colours, take only the style's texture")
+    p.add_argument("--likeness", type=float, metavar="F",
+                   help="how much of the face's own detail the portrait keeps, 0..1")
+    p.add_argument("--stroke-size", type=float, metavar="F",
+                   help="the painting's brush size relative to the photo, 0.25..4 "
+                        "(1 = as painted, 2 = strokes twice as large)")
     p.add_argument("--whole-image", action="store_true",
                    help="plain transfer of the whole frame (for comparison)")
     p.add_argument("--param", action="append", default=[], metavar="REGION.KNOB=VALUE",
@@ -304,7 +309,8 @@ def _load_inputs(args: argparse.Namespace) -> _Inputs:
         options = StylizeOptions(
             style_path=style_path, background_strength=args.background_strength,
             portrait_strength=args.portrait_strength, preserve_color=args.preserve_color,
-            region_overrides=regions, whole_image=args.whole_image, outputs=outputs,
+            likeness=args.likeness, stroke_size=args.stroke_size, region_overrides=regions,
+            whole_image=args.whole_image, outputs=outputs,
             max_working_pixels=args.max_working_pixels, mask_feather=args.mask_feather)
         options.params()  # every knob checked now, before a daemon is started
     except OptionError as exc:

@@ -92,6 +92,10 @@ class StylizeOptions:
     Unset (None) knobs are not sent: the daemon's presets for the background
     and portrait passes apply. ``region_overrides`` (``--param``) win over the
     convenience fields. ``style_name`` defaults to the style file's readable name.
+
+    likeness: how much of the face's own detail the portrait keeps (0–1).
+    stroke_size: the painting's brush scale relative to the photo, both regions
+        (0.25–4; 1 = as the network paints, 2 = strokes twice as large).
     """
 
     style_path: Path | None = None
@@ -99,6 +103,8 @@ class StylizeOptions:
     background_strength: float | None = None
     portrait_strength: float | None = None
     preserve_color: bool = False
+    likeness: float | None = None
+    stroke_size: float | None = None
     region_overrides: dict[str, dict[str, float | bool]] = field(default_factory=dict)
     whole_image: bool = False
     outputs: tuple[str, ...] = LAYER_NAMES
@@ -122,9 +128,15 @@ class StylizeOptions:
                 if strength is not None:
                     out.setdefault(region, {})["strength"] = knobs.knob_value(
                         "strength", strength, f"--{region}-strength")
-            if self.preserve_color:
-                for region in REGION_NAMES:
+            if self.likeness is not None:
+                out.setdefault("portrait", {})["likeness"] = knobs.knob_value(
+                    "likeness", self.likeness, "likeness")
+            for region in REGION_NAMES:
+                if self.preserve_color:
                     out.setdefault(region, {})["preserve_color"] = True
+                if self.stroke_size is not None:
+                    out.setdefault(region, {})["stroke_size"] = knobs.knob_value(
+                        "stroke_size", self.stroke_size, "stroke size")
             for region, values in knobs.typed_overrides(self.region_overrides).items():
                 out.setdefault(region, {}).update(values)
         except knobs.KnobError as exc:

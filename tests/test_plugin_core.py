@@ -487,3 +487,11 @@ def test_every_error_code_and_client_failure_has_a_sentence() -> None:
         sentence = explain(exc, "ipc:///run/user/1/portrait-style/daemon.sock")
         assert fragment in sentence, (exc, sentence)
         assert "Traceback" not in sentence and len(sentence) < 500
+
+
+def test_likeness_and_stroke_size_reach_the_regions_they_belong_to() -> None:
+    params = StylizeOptions(likeness=0.6, stroke_size=2.0).params()
+    assert params.regions == {"portrait": {"likeness": 0.6, "stroke_size": 2.0},
+                              "background": {"stroke_size": 2.0}}
+    with pytest.raises(OptionError, match="stroke size"):
+        StylizeOptions(stroke_size=0.1).params()

@@ -30,6 +30,8 @@ class DockerOptions:
     background_strength: float | None = None
     portrait_strength: float | None = None
     preserve_color: bool = False
+    likeness: float | None = None
+    stroke_size: float | None = None
 
 
 def _krita() -> Any:
@@ -107,7 +109,8 @@ class Controller(QObject):
                 style_path=options.style_path,
                 background_strength=options.background_strength,
                 portrait_strength=options.portrait_strength,
-                preserve_color=options.preserve_color, outputs=LAYER_OUTPUTS)
+                preserve_color=options.preserve_color, likeness=options.likeness,
+                stroke_size=options.stroke_size, outputs=LAYER_OUTPUTS)
             jobs = [(kdoc, modules["job"].prepare_stylize(kdoc, info.ref, stylize, load_style,
                                                           self._connection()))
                     for info in layers]

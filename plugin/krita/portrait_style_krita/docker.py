@@ -31,13 +31,14 @@ _RECORD_PREFIX = "portrait-style-job/"
 _LEVEL_COLOURS = {"info": "", "warning": "color: #c08000;", "error": "color: #d04040;"}
 
 
-def _strength_box(tip: str) -> QtWidgets.QDoubleSpinBox:
+def _strength_box(tip: str, high: float = 1.0, low: float = 0.0) -> QtWidgets.QDoubleSpinBox:
+    """A spin box whose lowest step below ``low`` reads "preset" (the daemon's default)."""
     box = QtWidgets.QDoubleSpinBox()
-    box.setRange(_PRESET, 1.0)
+    box.setRange(low + _PRESET, high)
     box.setSingleStep(0.05)
     box.setDecimals(2)
     box.setSpecialValueText("preset")
-    box.setValue(_PRESET)
+    box.setValue(low + _PRESET)
     box.setToolTip(tip)
     return box
 
@@ -114,9 +115,17 @@ class PortraitStyleDocker(DockWidget):  # type: ignore[misc]
             "How strongly the background takes the painting's style (preset: the tuned default)")
         self.portrait_strength = _strength_box(
             "How strongly the person takes the style; lower keeps the face recognisable")
+        self.likeness = _strength_box(
+            "How much of the face's own detail the portrait keeps (higher: more like the "
+            "photo, lower: more painted)")
+        self.stroke_size = _strength_box(
+            "The painting's brush size relative to the photo (1: as painted, 2: twice as "
+            "large strokes)", high=4.0, low=0.25)
         self.preserve_color = QtWidgets.QCheckBox("Preserve the photo's colours")
         form.addRow("Background strength", self.background_strength)
         form.addRow("Portrait strength", self.portrait_strength)
+        form.addRow("Likeness", self.likeness)
+        form.addRow("Stroke size", self.stroke_size)
         form.addRow(self.preserve_color)
         layout.addLayout(form)
 
@@ -207,13 +216,15 @@ class PortraitStyleDocker(DockWidget):  # type: ignore[misc]
     # ------------------------------------------------------------------- run
 
     def _strength(self, box: QtWidgets.QDoubleSpinBox) -> float | None:
-        return None if box.value() <= _PRESET + 1e-6 else round(box.value(), 3)
+        return None if box.value() <= box.minimum() + 1e-6 else round(box.value(), 3)
 
     def options(self) -> DockerOptions:
         return DockerOptions(style_path=self.style_path,
                              background_strength=self._strength(self.background_strength),
                              portrait_strength=self._strength(self.portrait_strength),
-                             preserve_color=self.preserve_color.isChecked())
+                             preserve_color=self.preserve_color.isChecked(),
+                             likeness=self._strength(self.likeness),
+                             stroke_size=self._strength(self.stroke_size))
 
     def _apply(self) -> None:
         self.message_label.setText("")

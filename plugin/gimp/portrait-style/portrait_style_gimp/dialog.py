@@ -28,8 +28,9 @@ __all__ = ["ask", "TEST_ENV"]
 #: once it is on screen and answers OK when PREFIX.ok appears (see tests/test_gimp.py)
 TEST_ENV = "PORTRAIT_STYLE_DIALOG_TEST"
 
-_ARGUMENTS = ["style", "background-strength", "portrait-strength", "preserve-color", "endpoint"]
-_NOTE = ("Strengths below 0 use the daemon's presets. The result is a layer group above "
+_ARGUMENTS = ["style", "background-strength", "portrait-strength", "likeness", "stroke-size",
+              "preserve-color", "endpoint"]
+_NOTE = ("Values below 0 use the daemon's presets. The result is a layer group above "
          "each selected layer; its Portrait layer's mask is the person mask — paint it, then "
          "use Filters ▸ Artistic ▸ Portrait Style: Re-run to recompute one layer.")
 
@@ -67,7 +68,7 @@ def ask(procedure: Any, config: Any, image: Any) -> bool:
     """Show the dialog; True when the artist pressed OK (``config`` then holds the choice)."""
     GimpUi.init(procedure.get_name())
     dialog = GimpUi.ProcedureDialog.new(procedure, config, "Portrait Style")
-    for strength in ("background-strength", "portrait-strength"):
+    for strength in ("background-strength", "portrait-strength", "likeness", "stroke-size"):
         dialog.get_scale_entry(strength, 1.0)  # a slider reads better than a spin button
     dialog.fill(_ARGUMENTS)
     content = dialog.get_content_area()

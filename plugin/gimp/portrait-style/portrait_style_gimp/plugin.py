@@ -128,6 +128,14 @@ class PortraitStyle(Gimp.PlugIn):
         procedure.add_boolean_argument(
             "preserve-color", "Preser_ve colour",
             "Keep the photo's colours and take only the painting's texture", False, _RW)
+        procedure.add_double_argument(
+            "likeness", "_Likeness",
+            "How much of the face's own detail the portrait keeps, 0–1; below 0: the "
+            "daemon's preset", -1.0, 1.0, -1.0, _RW)
+        procedure.add_double_argument(
+            "stroke-size", "Stro_ke size",
+            "The painting's brush size relative to the photo, 0.25–4 (1: as painted); "
+            "below 0: the daemon's preset", -1.0, 4.0, -1.0, _RW)
         _add_endpoint_argument(procedure)
         return procedure
 

@@ -131,6 +131,8 @@ def _options(config: Any) -> StylizeOptions:
                           background_strength=strength("background-strength"),
                           portrait_strength=strength("portrait-strength"),
                           preserve_color=bool(config.get_property("preserve-color")),
+                          likeness=strength("likeness"),
+                          stroke_size=strength("stroke-size"),
                           outputs=_OUTPUTS)
 
 
