@@ -57,7 +57,11 @@ __all__ = ["MaskResult", "MaskSettings", "artist_mask", "clean_probability", "co
 class MaskSettings:
     """Knobs of the mask refinement.
 
-    guide_long_side: longer side of the grid the guided filter runs on.
+    guide_long_side: longer side of the grid the guided filter's coefficients are
+        computed on; they are applied to the photo at full resolution, so edges
+        stay sharp. 512 instead of 1024 costs 57 instead of 350 ms at 1024² (the
+        mask's IoU with the 1024 grid's 0.992, mean difference 1.3/255, the
+        differences in the segmenter's own low-confidence areas).
     radius_native: filter radius in the segmenter's native pixels: the coarse
         border is uncertain by about that much, so the window must reach across it.
     eps: guided-filter regulariser (guide in 0..1); smaller follows weaker edges.
@@ -72,7 +76,7 @@ class MaskSettings:
     edge_threshold: inside that band, values below this fade out.
     """
 
-    guide_long_side: int = 1024
+    guide_long_side: int = 512
     radius_native: float = 3.0
     eps: float = 1e-3
     contrast: float = 1.5
