@@ -69,8 +69,14 @@ def with_alpha(image: Pixels, alpha: Pixels | None) -> Pixels:
     Stylizing must not change what is transparent, so every result layer gets
     the source layer's alpha back verbatim (and none when the source had none).
     """
-    rgb = drop_alpha(image)
-    return rgb if alpha is None else add_alpha(rgb, alpha)
+    if alpha is None:
+        return drop_alpha(image)
+    if image.channels == 4 and (alpha.channels, alpha.width, alpha.height) == (
+            1, image.width, image.height):
+        out = bytearray(packed(image).data)  # one copy, then one strided write
+        out[3::4] = packed(alpha).data
+        return Pixels.from_buffer(out, image.shape)
+    return add_alpha(drop_alpha(image), alpha)
 
 
 def swap_red_blue(image: Pixels) -> Pixels:
