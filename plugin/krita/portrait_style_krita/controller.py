@@ -86,20 +86,37 @@ class Controller(QObject):
     def running(self) -> bool:
         return self.runner is not None
 
-    def apply(self, options: DockerOptions) -> None:
-        """Stylize the active layer, or each selected layer, one job after another."""
+    def _idle(self) -> bool:
+        """True when no job runs; otherwise says so to the artist."""
         if self.running:
             self.message.emit("warning", "A job is already running; cancel it first.")
+        return not self.running
+
+    @staticmethod
+    def _open_document(modules: dict[str, Any]) -> tuple[Any, Any]:
+        """(Krita document, its KritaDocument over the selected nodes), or OptionError."""
+        from .document import KritaDocument
+
+        document, nodes = active_document_and_nodes()
+        if document is None:
+            raise modules["core"].OptionError("open an image first")
+        return document, KritaDocument(document, nodes)
+
+    def _start(self, jobs: list[tuple[Any, Any]]) -> None:
+        self._queue = jobs
+        self._batch = len(jobs)
+        self.results = []
+        self._next()
+
+    def apply(self, options: DockerOptions) -> None:
+        """Stylize the active layer, or each selected layer, one job after another."""
+        if not self._idle():
             return
         try:
             modules = core()
-            from .document import KritaDocument
             from .styles import load_style, remember_style
 
-            document, nodes = active_document_and_nodes()
-            if document is None:
-                raise modules["core"].OptionError("open an image first")
-            kdoc = KritaDocument(document, nodes)
+            _, kdoc = self._open_document(modules)
             layers = [info for info in kdoc.active_layers()
                       if kdoc.result_group_of(info.ref) is None]
             if not layers:
@@ -119,35 +136,24 @@ class Controller(QObject):
         except Exception as exc:
             self._fail(exc)
             return
-        self._queue = jobs
-        self._batch = len(jobs)
-        self.results = []
-        self._next()
+        self._start(jobs)
 
     def rerun(self, region: str) -> None:
         """Re-run "portrait" or "background" of the selected result group."""
-        if self.running:
-            self.message.emit("warning", "A job is already running; cancel it first.")
+        if not self._idle():
             return
         try:
             modules = core()
-            from .document import KritaDocument
             from .styles import load_style
 
-            document, nodes = active_document_and_nodes()
-            if document is None:
-                raise modules["core"].OptionError("open an image first")
+            document, kdoc = self._open_document(modules)
             active = document.activeNode()
-            kdoc = KritaDocument(document, nodes)
             job = modules["job"].prepare_rerun(kdoc, active, region, load_style,
                                                self._connection())
         except Exception as exc:
             self._fail(exc)
             return
-        self._queue = [(kdoc, job)]
-        self._batch = 1
-        self.results = []
-        self._next()
+        self._start([(kdoc, job)])
 
     def cancel(self) -> None:
         self._queue = []
