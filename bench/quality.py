@@ -34,6 +34,14 @@ both modes (``whole_image=True`` and ours):
     "Faces kept" counts, among the pairs whose photo holds a face (mesh
     presence ≥ 0.5 on the photo), those whose output still does; our NME is
     averaged over the faces we kept.
+    **A second, independent judge.** The portrait pass's own face check asks the
+    same MediaPipe mesh whether a painted face is still a face, so on the faces
+    it touches "faces kept" holds by construction. The report therefore also
+    counts faces kept by OpenCV's Haar frontal-face cascade (boosted Haar
+    features, trained apart from MediaPipe; ``opencv-python-headless``, a test
+    dependency): a face is found when a detection in the neighbourhood of the
+    photo's tight face crop has its centre inside that crop and a size within
+    0.5–2× of it. Counted among the pairs whose photo the cascade finds.
 (c) **Time** per image for each mode (wall time of ``PortraitPipeline.run``).
 
 Images are reduced to ``--long-side`` (default 512) first, so the pipeline runs
@@ -80,6 +88,8 @@ FACE_ROI_SCALE = 1.5
 MIN_PRESENCE = 0.5
 #: background tiles per image side (grid of TILES_PER_SIDE² with half-tile stride)
 TILES_PER_SIDE = 4
+#: OpenCV's cascade for the independent "face kept" judge (in cv2.data.haarcascades)
+HAAR_CASCADE = "haarcascade_frontalface_default.xml"
 
 QUICK_PORTRAITS = ("astronaut_eileen_collins", "obama_official_portrait_2012", "grace_hopper")
 QUICK_STYLES = ("van_gogh_starry_night", "munch_the_scream", "mosaic_stained_glass")
@@ -164,6 +174,39 @@ def landmark_region(xy: torch.Tensor, height: int, width: int) -> IntBox:
     x0, y0 = (float(v) for v in xy.min(0).values)
     x1, y1 = (float(v) for v in xy.max(0).values)
     return face_region((x0, y0, x1, y1), height, width, scale=1.0)
+
+
+def load_haar() -> Any | None:
+    """OpenCV's Haar frontal-face cascade, or None when OpenCV is not installed."""
+    try:
+        import cv2
+    except ImportError:
+        return None
+    detector = cv2.CascadeClassifier(cv2.data.haarcascades + HAAR_CASCADE)
+    return None if detector.empty() else detector
+
+
+def haar_face_at(detector: Any, image: np.ndarray, box: IntBox) -> bool:
+    """Does the Haar cascade find a face where the photo's face is (``box``, y0 x0 y1 x1)?
+
+    Searched in the box grown to twice its side (the cascade needs some context
+    around a face); a detection counts when its centre lies inside ``box`` and
+    its side is 0.5–2× the box's, so a face elsewhere in the frame does not.
+    """
+    y0, x0, y1, x1 = box
+    side = max(y1 - y0, x1 - x0)
+    height, width = image.shape[:2]
+    top, left = max(0, y0 - side // 2), max(0, x0 - side // 2)
+    bottom, right = min(height, y1 + side // 2), min(width, x1 + side // 2)
+    grey = np.ascontiguousarray(image[top:bottom, left:right, :3].mean(axis=2)
+                                .round().astype(np.uint8))
+    found = detector.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=3,
+                                      minSize=(max(16, side // 2),) * 2)
+    for fx, fy, fw, fh in (found if len(found) else []):
+        cx, cy = left + fx + fw / 2, top + fy + fh / 2
+        if x0 <= cx <= x1 and y0 <= cy <= y1 and 0.5 * side <= max(fw, fh) <= 2 * side:
+            return True
+    return False
 
 
 def crop_tiles(image: torch.Tensor, boxes: Sequence[IntBox], size: int = EMBED_SIZE
@@ -306,6 +349,8 @@ class ModeResult:
     face_distance: float
     seconds: float
     composite: np.ndarray = field(repr=False)
+    #: the independent judge (OpenCV Haar) finds the face; None = judge unavailable
+    haar_face: bool | None = None
 
 
 @dataclass
@@ -324,6 +369,8 @@ class PairResult:
     photo_presence: float = 1.0
     #: the tight face crop (y0, x0, y1, x1) the face style distances were taken on
     face_box: IntBox = (0, 0, 0, 0)
+    #: the independent judge finds the face on the photo itself; None = unavailable
+    photo_haar: bool | None = None
 
 
 def load_rgb(path: Path, long_side: int | None) -> np.ndarray:
@@ -360,6 +407,7 @@ class Bench:
             embedder = MagentaEngine.load(device)
         self.embedder = embedder
         self.faces = FaceModels.load(device)
+        self.haar = load_haar()
         self.default_mask = self.pipeline.mask_settings
         self._whole_cache: dict[tuple[Any, ...], ModeResult] = {}
         self._style_cache: dict[str, torch.Tensor] = {}
@@ -406,7 +454,8 @@ class Bench:
             displacement=landmark_displacement(photo_xy, xy), presence=presence,
             bg_distance=None if bg is None else embedding_distance(bg, style_emb),
             face_distance=embedding_distance(face_emb, style_emb), seconds=seconds,
-            composite=out)
+            composite=out,
+            haar_face=None if self.haar is None else haar_face_at(self.haar, out, face_box))
 
     def portrait(self, name: str, path: Path, styles: dict[str, np.ndarray],
                  settings: list[Setting], long_side: int, log: Callable[[str], None]
@@ -431,6 +480,7 @@ class Bench:
         photo_bg_emb = mean_embedding(self.embed, photo_t, tiles)
         photo_face_emb = mean_embedding(self.embed, photo_t, [face_box])
         assert photo_face_emb is not None
+        photo_haar = None if self.haar is None else haar_face_at(self.haar, photo, face_box)
         results = []
         for style_name, style in styles.items():
             style_emb = self.style_embedding(style_name, style)
@@ -451,7 +501,8 @@ class Bench:
                     else embedding_distance(photo_bg_emb, style_emb),
                     photo_face=embedding_distance(photo_face_emb, style_emb),
                     bg_tiles=len(tiles), whole=whole, ours=ours,
-                    photo_presence=photo_presence, face_box=face_box))
+                    photo_presence=photo_presence, face_box=face_box,
+                    photo_haar=photo_haar))
                 log(f"  {style_name:<34} {setting.label:<40} disp whole "
                     f"{whole.displacement:.3f} ours {ours.displacement:.3f}  "
                     f"t {whole.seconds:.2f}/{ours.seconds:.2f}s")
@@ -492,6 +543,18 @@ class Summary:
     faces_photo: int = 0
     kept_ours: int = 0
     nme_ours: float | None = None
+    #: the independent judge: photos it finds a face on, and of those, outputs it still does
+    haar_photo: int | None = None
+    haar_ours: int = 0
+    haar_whole: int = 0
+
+    @property
+    def haar_kept(self) -> str:
+        """'ours/n (whole w/n)' by the independent judge, or n/a."""
+        if self.haar_photo is None:
+            return "n/a"
+        n = self.haar_photo
+        return f"{self.haar_ours}/{n} (whole {self.haar_whole}/{n})"
 
     @property
     def bg_excess(self) -> float | None:
@@ -516,7 +579,12 @@ def summarize(rows: Sequence[PairResult]) -> Summary:
             if min(r.whole.presence, r.ours.presence) >= MIN_PRESENCE]
     with_face = [r for r in rows if r.photo_presence >= MIN_PRESENCE]
     ours_kept = [r for r in with_face if r.ours.presence >= MIN_PRESENCE]
+    judged = [r for r in rows if r.photo_haar]
+    judge_ran = any(r.photo_haar is not None for r in rows)
     return Summary(
+        haar_photo=len(judged) if judge_ran else None,
+        haar_ours=sum(bool(r.ours.haar_face) for r in judged),
+        haar_whole=sum(bool(r.whole.haar_face) for r in judged),
         faces_photo=len(with_face), kept_ours=len(ours_kept),
         nme_ours=_mean(r.ours.displacement for r in ours_kept),
         n=len(rows),
@@ -566,8 +634,8 @@ def agg_row(label: str, s: Summary) -> str:
             f"{s.t_whole:.2f} | {s.t_ours:.2f} |")
 
 
-SETTING_HEADER = ("| setting | faces kept | NME ours | face style gain | bg d whole | bg d ours "
-                  "| bg vs whole | t whole s | t ours s |")
+SETTING_HEADER = ("| setting | faces kept | faces kept, Haar | NME ours | face style gain "
+                  "| bg d whole | bg d ours | bg vs whole | t whole s | t ours s |")
 
 
 def setting_table(groups: dict[str, list[PairResult]]) -> list[str]:
@@ -576,7 +644,8 @@ def setting_table(groups: dict[str, list[PairResult]]) -> list[str]:
     for label, rows in groups.items():
         s = summarize(rows)
         excess = "n/a" if s.bg_excess is None else f"{s.bg_excess:+.1%}"
-        lines.append(f"| {label} | {s.kept_ours}/{s.faces_photo} | {_fmt(s.nme_ours, 4)} | "
+        lines.append(f"| {label} | {s.kept_ours}/{s.faces_photo} | {s.haar_kept} | "
+                     f"{_fmt(s.nme_ours, 4)} | "
                      f"{_fmt(s.face_style, 2)} | {_fmt(s.bg_whole, 2)} | {_fmt(s.bg_ours, 2)} | "
                      f"{excess} | {s.t_whole:.2f} | {s.t_ours:.2f} |")
     return lines
@@ -635,7 +704,9 @@ def report(rows: list[PairResult], settings: list[Setting], skipped: dict[str, s
     by_setting = group_by(rows, lambda r: r.setting)
     lines += ["## Per setting (means over all pairs)", "",
               f"Faces kept: output mesh presence ≥ {MIN_PRESENCE} among pairs whose photo has "
-              "one; NME over the faces kept; face style gain on the tight face crop; bg vs "
+              "one; faces kept, Haar: the same by OpenCV's Haar cascade, a judge independent "
+              "of the mesh the portrait pass's face check uses (among photos it finds a face "
+              "on); NME over the faces kept; face style gain on the tight face crop; bg vs "
               "whole: our background style distance relative to whole-image transfer's.", ""]
     lines += setting_table(by_setting)
     lines.append("")

@@ -26,6 +26,12 @@ size, so it costs well under a millisecond of pooling), two rules:
   the selfie model leaves half-transparent smears where the background runs
   off the frame, while a body cut by the frame is confidently person there.
 
+Framing (``framing.py``): the segmenter first sees the whole frame; a person
+who fills less than ``reframe_max_share`` of it is segmented again on their
+own box, so a full-body or seated person in a wide frame gets solid limbs
+instead of grey ones. The clean-up and the refinement then run on the guide
+grid, their sizes kept in the segmenter's native pixels.
+
 No person: if almost nothing crosses probability 0.5, the mask is empty and
 ``person_found`` is False, so the host can tell the user instead of showing a
 portrait layer that covers a random patch.
@@ -40,6 +46,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from .engines.base import Segmenter
+from .framing import Box, framed_probability
 from .sizing import (
     guided_coefficients,
     lowpass,
@@ -74,6 +81,11 @@ class MaskSettings:
     support_native: how far (native pixels) from the kept regions soft values survive.
     edge_band: width of the frame-edge band, as a share of the short side (0 = off).
     edge_threshold: inside that band, values below this fade out.
+    reframe_max_share: a person whose box (with its margin) covers less than this
+        share of the frame is segmented again on that box (0 = never).
+    reframe_margin: margin around the person's box, a share of its longer side.
+    reframe_threshold: probability from which a pixel counts toward the box
+        (below 0.5, so limbs the whole-frame pass left grey are inside it).
     """
 
     guide_long_side: int = 512
@@ -86,6 +98,9 @@ class MaskSettings:
     support_native: int = 4
     edge_band: float = 0.08
     edge_threshold: float = 0.75
+    reframe_max_share: float = 0.5
+    reframe_margin: float = 0.25
+    reframe_threshold: float = 0.25
 
 
 @dataclass
@@ -96,6 +111,7 @@ class MaskResult:
     person_found: bool
     person_fraction: float
     source: str  # "segmenter" | "artist"
+    framed_box: Box | None = None  # guide-grid box the segmenter was reframed on
 
 
 def artist_mask(mask: np.ndarray, height: int, width: int) -> MaskResult:
@@ -125,16 +141,22 @@ def person_mask(
     if photo_small is None or photo_small.shape[-2] < guide_hw[0]:
         photo_small = resize(uint8_band_to_float(photo, 0, height, device), guide_hw)
     guide = resize(photo_small.to(device).float(), guide_hw)
-    with torch.inference_mode():
-        prob = clean_probability(segmenter.person_probability(guide).float(), settings)
+    framed = framed_probability(
+        segmenter, photo, guide,
+        locate=lambda p, native_px: clean_probability(p, settings, native_px),
+        max_share=settings.reframe_max_share, margin=settings.reframe_margin,
+        threshold=settings.reframe_threshold)
+    prob = framed.located
+    if prob is None:
+        prob = clean_probability(framed.prob, settings, framed.native_px)
     fraction = float((prob >= 0.5).float().mean())
     if fraction < settings.min_person_fraction:
         empty = np.zeros((height, width), dtype=np.uint8)
         return MaskResult(mask=empty, person_found=False, person_fraction=fraction,
-                          source="segmenter")
-    mask = refine_probability(prob, photo, settings, guide=guide)
+                          source="segmenter", framed_box=framed.box)
+    mask = refine_probability(prob, photo, settings, guide=guide, native_px=framed.native_px)
     return MaskResult(mask=mask, person_found=True, person_fraction=fraction,
-                      source="segmenter")
+                      source="segmenter", framed_box=framed.box)
 
 
 def _fit_long_side(height: int, width: int, long_side: int) -> tuple[int, int]:
@@ -148,11 +170,14 @@ def refine_probability(
     photo: np.ndarray,
     settings: MaskSettings = MaskSettings(),
     guide: torch.Tensor | None = None,
+    native_px: float | None = None,
 ) -> np.ndarray:
-    """Native-size probability [1,1,h,w] → H×W uint8 mask following the photo's edges.
+    """Probability [1,1,h,w] → H×W uint8 mask following the photo's edges.
 
     guide: the photo at the guide grid size ([1,3,gh,gw], 0..1); made from
     ``photo`` if absent.
+    native_px: guide-grid pixels per segmenter pixel (sets the filter radius);
+    by default ``prob`` is taken to be at the segmenter's native size.
     """
     height, width = photo.shape[:2]
     device = prob.device
@@ -162,8 +187,9 @@ def refine_probability(
     guide = guide.to(device).float()
     gh, gw = guide.shape[-2:]
     p = resize(prob.float(), (gh, gw)).clamp(0, 1)
-    scale = max(gh / prob.shape[-2], gw / prob.shape[-1])
-    radius = max(1, round(settings.radius_native * scale))
+    if native_px is None:
+        native_px = max(gh / prob.shape[-2], gw / prob.shape[-1])
+    radius = max(1, round(settings.radius_native * native_px))
     a, b = guided_coefficients(guide, p, radius, settings.eps)  # a [1,1,3,gh,gw]
     ab = torch.cat([a[:, 0], b], dim=1)  # [1,4,gh,gw]: one resampling call per band
     del a, b
@@ -245,9 +271,12 @@ def keep_large_components(binary: np.ndarray, share: float) -> np.ndarray:
     return out
 
 
-def clean_probability(prob: torch.Tensor, settings: MaskSettings = MaskSettings()
-                      ) -> torch.Tensor:
-    """The two clean-up rules of the module docstring on a [1,1,h,w] probability."""
+def clean_probability(prob: torch.Tensor, settings: MaskSettings = MaskSettings(),
+                      native_px: float = 1.0) -> torch.Tensor:
+    """The two clean-up rules of the module docstring on a [1,1,h,w] probability.
+
+    native_px: pixels of ``prob`` per segmenter pixel (``support_native`` is in those).
+    """
     p = prob.float().clamp(0, 1)
     h, w = p.shape[-2:]
     if settings.edge_band > 0:
@@ -258,12 +287,18 @@ def clean_probability(prob: torch.Tensor, settings: MaskSettings = MaskSettings(
         weight = ((band - dist) / (band / 2)).clamp(0, 1)  # 1 on the outer half, 0 inside
         confident = ((p - settings.edge_threshold) / 0.1 + 0.5).clamp(0, 1)
         p = p * (1 - weight * (1 - confident))
-    binary = (p[0, 0] >= 0.5).cpu().numpy()
+    # the connectivity rule works in the segmenter's own pixels: labelling a
+    # 512² grid in Python costs 9× the native 256² one, for the same answer
+    coarse_hw = (max(1, round(h / native_px)), max(1, round(w / native_px)))
+    coarse = F.interpolate(p, size=coarse_hw, mode="area") if coarse_hw != (h, w) else p
+    binary = (coarse[0, 0] >= 0.5).cpu().numpy()
     if not binary.any():
         return p
     kept = torch.from_numpy(keep_large_components(binary, settings.blob_share))
     kept = kept.to(p.device, torch.float32)[None, None]
-    r = max(0, int(settings.support_native))
+    r = max(0, round(settings.support_native))
     support = F.max_pool2d(kept, 2 * r + 1, stride=1, padding=r) if r else kept
     support = F.avg_pool2d(F.pad(support, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    if coarse_hw != (h, w):
+        support = F.interpolate(support, size=(h, w), mode="bilinear", align_corners=False)
     return p * support

@@ -259,7 +259,9 @@ class PortraitPipeline:
 
         result = stylize_tiled(self.engine, full, style_state, settings, side, overlap,
                                reference=reference, lowpass_sigma=self.tiles.lowpass_sigma,
-                               on_tile=on_tile)
+                               on_tile=on_tile,
+                               stylize_tile=lambda crop: stylize_regions(
+                                   self.engine, crop, style_state, settings))
         result = _preserve(result, full, settings)
         return {name: _with_alpha(to_uint8_hwc(result[i:i + 1]), content)
                 for i, name in enumerate(passes)}

@@ -280,7 +280,7 @@ def apply_portrait_pass(stylized: torch.Tensor, photo: torch.Tensor, likeness: f
 def person_at(mask: np.ndarray, height: int, width: int, device: torch.device) -> torch.Tensor:
     """A full-size uint8 mask as [1,1,height,width] 0..1 (decimated first: it can be 16 MP)."""
     step = max(1, min(mask.shape[0] // max(1, height), mask.shape[1] // max(1, width)) // 2)
-    small = torch.from_numpy(np.ascontiguousarray(mask[::step, ::step])).to(device)
+    small = torch.from_numpy(np.array(mask[::step, ::step], copy=True)).to(device)  # read-only ok
     return resize(small.float().div_(255.0)[None, None], (height, width))
 
 

@@ -476,6 +476,7 @@ def stylize_tiled(
     reference: torch.Tensor | None = None,
     lowpass_sigma: float | None = None,
     on_tile: Callable[[int, int], None] | None = None,
+    stylize_tile: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Stylize [1,3,H,W] ``content`` tile by tile → [R,3,H,W] blended result.
 
@@ -484,6 +485,9 @@ def stylize_tiled(
         by the reference's, so tiles agree on colour and tone where their
         per-tile normalisation would disagree.
     on_tile(i, n): called before each tile (progress, cancel).
+    stylize_tile: the network call for one tile ([1,3,h,w] → [R,3,h,w]); by
+        default the engine's plain pass. The pipeline hands in the region
+        passes of ``strokes.py`` so each region's stroke size holds in tiles too.
     """
     _, _, height, width = content.shape
     grid = tile_grid(height, width, tile, overlap)
@@ -497,7 +501,10 @@ def stylize_tiled(
         if on_tile is not None:
             on_tile(i, len(grid))
         crop = content[:, :, y0:y1, x0:x1]
-        out = engine.stylize(engine.encode_content(crop), style_state, regions).float()
+        if stylize_tile is not None:
+            out = stylize_tile(crop).float()
+        else:
+            out = engine.stylize(engine.encode_content(crop), style_state, regions).float()
         if reference is not None:
             out = out - lowpass(out, sigma) + resample_window(reference, (height, width),
                                                               y0, y1, x0, x1)

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from doubles import ConstantSegmenter
 
 from portrait_style.daemon.engines.base import Segmenter
+from portrait_style.daemon.framing import grid_box_to_full, person_box, square_windows
 from portrait_style.daemon.mask import (
     MaskSettings,
     artist_mask,
@@ -261,3 +262,96 @@ def test_person_mask_applies_the_clean_up() -> None:
     photo = np.full((128, 128, 3), 128, np.uint8)
     result = person_mask(ConstantSegmenter(p), photo, settings=MaskSettings(contrast=1.0))
     assert result.person_found and result.mask[7, 7] < 10 and result.mask[110, 110] > 200
+
+
+# -- framing: a small person is segmented again on their own box ------------------------------
+def _load_mask_framing_bench():
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "mask_framing.py"
+    if str(path.parent) not in sys.path:  # its helpers (machine.py) sit beside it
+        sys.path.append(str(path.parent))
+    spec = importlib.util.spec_from_file_location("bench_mask_framing", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_square_windows_cover_elongated_frames_only() -> None:
+    assert square_windows(100, 110) == []
+    wide = square_windows(100, 150)
+    assert all(y1 - y0 == 100 and x1 - x0 == 100 for y0, y1, x0, x1 in wide)
+    assert wide[0][2] == 0 and wide[-1][3] == 150 and len(wide) == 3
+    tall = square_windows(300, 100)
+    assert tall[0][0] == 0 and tall[-1][1] == 300 and all(x1 == 100 for *_, x1 in tall)
+
+
+def test_person_box_is_square_with_a_margin_and_clipped() -> None:
+    p = torch.zeros(1, 1, 100, 200)
+    p[..., 40:60, 90:100] = 0.3  # 20 tall, 10 wide, above the 0.25 threshold
+    assert person_box(p, 0.25, 0.25) == (35, 65, 80, 110)  # side 20·1.5, centred
+    p[..., 90:100, 0:4] = 0.9  # reaches the corner: the box is clipped there
+    y0, y1, x0, x1 = person_box(p, 0.25, 0.0)
+    assert (y1, x0) == (100, 0)
+    assert person_box(torch.zeros(1, 1, 8, 8), 0.25, 0.25) is None
+    assert grid_box_to_full((10, 20, 30, 40), (100, 200), (1000, 2000)) == (100, 200, 300, 400)
+
+
+class _BrightSegmenter(Segmenter):
+    """Person = bright pixels, seen at a coarse 24² like a small model: a small person blurs."""
+
+    name = "bright"
+
+    def __init__(self) -> None:
+        self.sizes: list[tuple[int, int]] = []
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu")
+
+    def person_probability(self, image: torch.Tensor) -> torch.Tensor:
+        self.sizes.append(tuple(image.shape[-2:]))
+        bright = (image.mean(dim=1, keepdim=True) > 0.5).float()
+        return F.interpolate(bright, size=(24, 24), mode="area")
+
+
+def test_a_small_person_is_reframed_and_comes_out_solid() -> None:
+    photo = np.full((300, 450, 3), 30, np.uint8)
+    photo[200:290, 300:330] = 220  # a thin figure, 30 px wide: about 1.6 native px
+    seg = _BrightSegmenter()
+    framed = person_mask(seg, photo)
+    assert framed.framed_box is not None
+    whole_only = person_mask(_BrightSegmenter(), photo, settings=MaskSettings(reframe_max_share=0))
+    assert whole_only.framed_box is None
+    inside = (slice(205, 285), slice(305, 325))
+    assert framed.mask[inside].mean() > 240, "reframed: the figure is solid"
+    assert whole_only.mask[inside].mean() < framed.mask[inside].mean() - 40, \
+        "the whole-frame pass alone leaves it grey (what the reframing fixes)"
+    assert framed.mask[:150].max() == 0 and framed.mask[:, :250].max() == 0
+    assert len(seg.sizes) >= 2 and max(seg.sizes[-1]) < 300  # the last pass saw only the box
+
+
+def test_a_person_who_fills_the_frame_is_not_reframed() -> None:
+    photo, truth = _disk_photo()
+    result = person_mask(_BrightSegmenter(), photo)
+    assert result.person_found and result.framed_box is None
+
+
+def test_real_small_person_in_a_wide_frame(selfie: Segmenter, shared_data: Path) -> None:
+    """A portrait at 35 % in a 3:2 frame: whole-frame segmentation loses it; reframing does not."""
+    from PIL import Image
+
+    bench = _load_mask_framing_bench()
+    photo = np.asarray(Image.open(shared_data / "content" / "obama_official_portrait_2012.jpg")
+                       .convert("RGB"))
+    assert person_mask(selfie, photo).framed_box is None  # fills its own frame
+    person = bench.mediapipe_pipeline(selfie, photo) >= 0.5
+    frame, where = bench.small_person_frame(photo, person, 0.35, 1.5, 0.6)
+    on = person_mask(selfie, frame)
+    off = person_mask(selfie, frame, settings=MaskSettings(reframe_max_share=0))
+    iou_on, iou_off = bench.iou(on.mask >= 128, where), bench.iou(off.mask >= 128, where)
+    assert on.framed_box is not None and iou_on >= 0.85, iou_on
+    assert iou_off <= 0.5, f"whole-frame IoU {iou_off:.3f}: the case no longer needs reframing"
+    assert bench.grey_share(on.mask / 255.0, where) < 0.1

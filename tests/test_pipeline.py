@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from shared_data import SHARED_DATA
 
 from portrait_style.daemon.color import preserve_color, rgb_to_ycbcr, ycbcr_to_rgb
 from portrait_style.daemon.engines.base import RegionSettings, Segmenter, StyleEngine
+from portrait_style.daemon.framing import square_windows
 from portrait_style.daemon.jobspec import JobCancelled, JobContext, StylizeJob
 from portrait_style.daemon.pipeline import PortraitPipeline
 from portrait_style.daemon.regions import PRESETS
@@ -143,7 +145,9 @@ def test_all_layers_full_size_rgba_alpha_preserved() -> None:
     # background's own network output (same engine knobs), so it is not run twice
     assert engine.calls == [[PRESETS["magenta"]["background"]]]
     # the network sees the working size plus strokes.EDGE_PAD of mirrored margin
-    assert engine.content_sizes == [(90 + 2 * EDGE_PAD, 120 + 2 * EDGE_PAD)] and seg.calls == 1
+    assert engine.content_sizes == [(90 + 2 * EDGE_PAD, 120 + 2 * EDGE_PAD)]
+    # the mask is made once: its whole-frame pass plus the 4:3 frame's locating windows
+    assert seg.calls == 1 + len(square_windows(90, 120))
     assert result.info["person_found"] is True and result.info["sizing"] == "none"
     assert not np.array_equal(result.layers["background"], result.layers["portrait"])
 
@@ -292,10 +296,25 @@ def test_tiles_strategy_runs_tiles_and_reports_transform_progress() -> None:
         _job(content), JobContext(rec))
     assert result.layers["composite"].shape == (150, 200, 4)
     assert len(engine.content_sizes) > 4  # working-size pass + tiles
-    first = [(h - 2 * EDGE_PAD, w - 2 * EDGE_PAD) for h, w in engine.content_sizes[:1]]
-    assert max(h * w for h, w in first + engine.content_sizes[1:]) <= 64 * 64
+    # every pass, the working-size one and each tile, has strokes.EDGE_PAD of mirrored margin
+    unpadded = [(h - 2 * EDGE_PAD, w - 2 * EDGE_PAD) for h, w in engine.content_sizes]
+    assert max(h * w for h, w in unpadded) <= 64 * 64
     assert [n for n, _ in rec.events].count("transform") > 4
     assert "upsample" not in rec.stages
+
+
+def test_tiles_keep_each_regions_stroke_size() -> None:
+    """A stroke size of 2 runs every tile of that region at half size, as the guided path does."""
+    engine = TinyEngine()
+    regions = dict(PRESETS["magenta"])
+    regions["background"] = replace(regions["background"], stroke_size=2.0)
+    regions["portrait"] = replace(regions["portrait"], stroke_size=1.0)
+    _pipeline(engine, max_working_pixels=160 * 160, sizing="tiles").run(
+        _job(_photo(300, 400, 4), regions=regions), JobContext())
+    tiles = [(h - 2 * EDGE_PAD, w - 2 * EDGE_PAD) for h, w in engine.content_sizes[2:]]
+    full = [hw for hw in tiles if max(hw) > 100]
+    half = [hw for hw in tiles if max(hw) <= 100]
+    assert full and len(half) == len(full), tiles  # each tile once per stroke size
 
 
 @pytest.mark.parametrize("cancel_after", ["decode", "segment", "encode", "transform"])

@@ -244,3 +244,20 @@ def test_style_embedding_distance_of_an_image_to_itself_is_zero():
     gray = torch.full_like(image, 0.5)
     c = q.mean_embedding(engine.style_embedding, gray, tiles)
     assert q.embedding_distance(a, c) > 1e-2 and math.isfinite(q.embedding_distance(a, c))
+
+
+def test_the_independent_face_judge_finds_the_face_only_where_it_is(shared_data: Path) -> None:
+    """OpenCV's Haar cascade: found on the photo's face box, not beside it, not on noise."""
+    from PIL import Image
+
+    detector = q.load_haar()
+    assert detector is not None, "opencv-python-headless (a test dependency) is not installed"
+    photo = np.asarray(Image.open(shared_data / "content" / "obama_official_portrait_2012.jpg")
+                       .convert("RGB"))
+    face = (95, 325, 345, 570)  # y0 x0 y1 x1 of the face on this 1024×820 photo
+    assert q.haar_face_at(detector, photo, face)
+    assert not q.haar_face_at(detector, photo, (600, 20, 850, 265))  # the flag, lower left
+    noise = np.random.default_rng(0).integers(0, 256, photo.shape, dtype=np.uint8)
+    assert not q.haar_face_at(detector, noise, face)
+    # a face far smaller than the box is not the face the box stands for
+    assert not q.haar_face_at(detector, photo, (0, 0, 1024, 820))
