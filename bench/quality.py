@@ -604,7 +604,11 @@ def summarize(rows: Sequence[PairResult]) -> Summary:
 
 PAIR_HEADER = ("| portrait | style | disp whole | disp ours | presence whole | presence ours "
                "| bg tiles | bg d photo | bg d whole | bg d ours | face d photo | face d whole "
-               "| face d ours | t whole s | t ours s |")
+               "| face d ours | Haar photo/whole/ours | t whole s | t ours s |")
+
+
+def _judged(found: bool | None) -> str:
+    return "–" if found is None else "y" if found else "n"
 
 
 def pair_table(rows: Sequence[PairResult]) -> list[str]:
@@ -615,7 +619,8 @@ def pair_table(rows: Sequence[PairResult]) -> list[str]:
             f"{r.ours.displacement:.3f} | {r.whole.presence:.2f} | {r.ours.presence:.2f} | "
             f"{r.bg_tiles} | {_fmt(r.photo_bg, 1)} | {_fmt(r.whole.bg_distance, 1)} | "
             f"{_fmt(r.ours.bg_distance, 1)} | {r.photo_face:.1f} | {r.whole.face_distance:.1f} | "
-            f"{r.ours.face_distance:.1f} | {r.whole.seconds:.2f} | {r.ours.seconds:.2f} |")
+            f"{r.ours.face_distance:.1f} | {_judged(r.photo_haar)}/{_judged(r.whole.haar_face)}/"
+            f"{_judged(r.ours.haar_face)} | {r.whole.seconds:.2f} | {r.ours.seconds:.2f} |")
     return lines
 
 

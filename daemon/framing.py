@@ -17,10 +17,11 @@ so the mask is found in two steps, as pose and face pipelines do:
    would keep, plus a margin). A person who fills the frame is left to the
    whole-frame pass, so ordinary portraits are unchanged.
 
-On synthetic small-person frames made from the photos in shared/ (a portrait
-scaled to 35–60 % on a 1:1 or 3:2 canvas) the mean IoU with the person's own
-mask went 0.31 → 0.51 and, where the person was found at all, 0.62 → 0.86
-(``bench/mask_framing.py``).
+On 28 synthetic small-person frames made from the photos in shared/ (a
+portrait scaled to 35–60 % on a 1:1 or 3:2 canvas) the mean IoU with the
+person's own mask went 0.29 → 0.64, and the grey share inside the person on
+e.g. the 2012 official portrait at 50 % in a 3:2 frame 0.31 → 0.02
+(``bench/mask_framing.py --synthetic``, ``bench/results/mask-framing.md``).
 
 Everything here works on the *guide grid* (the photo at ≤ ``guide_long_side``)
 that the mask refinement runs on; ``native_px`` says how many grid pixels one

@@ -52,8 +52,9 @@ def _to_size(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     a 16 MP photo does not alias into the input, yet the model sees edges as
     sharp as in MediaPipe. Antialiasing all the way blurs the input by another
     tap, and the selfie model answers blur with grey: on the desk portrait in
-    shared/ the share of grey (0.2–0.8) person pixels went 0.235 → 0.199 and the
-    IoU with MediaPipe's pipeline 0.946 → 0.968 (``bench/mask_framing.py``).
+    shared/ the share of grey (0.2–0.8) among the pixels above 0.2 went 0.235 →
+    0.199 and the IoU with MediaPipe's pipeline 0.946 → 0.968
+    (``bench/results/mask-framing.md``).
     """
     if tuple(image.shape[-2:]) == size:
         return image
