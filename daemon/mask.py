@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from .engines.base import Segmenter
-from .framing import Box, framed_probability
+from .framing import Box, FramedProbability, framed_probability
 from .sizing import (
     guided_coefficients,
     lowpass,
@@ -57,7 +57,8 @@ from .sizing import (
 )
 
 __all__ = ["MaskResult", "MaskSettings", "artist_mask", "clean_probability", "component_areas",
-           "feather", "keep_large_components", "person_mask", "refine_probability"]
+           "feather", "guide_for", "keep_large_components", "person_mask", "person_probability",
+           "refine_probability"]
 
 
 @dataclass(frozen=True)
@@ -136,19 +137,8 @@ def person_mask(
     only band by band here.
     """
     height, width = photo.shape[:2]
-    device = segmenter.device
-    guide_hw = _fit_long_side(height, width, settings.guide_long_side)
-    if photo_small is None or photo_small.shape[-2] < guide_hw[0]:
-        photo_small = resize(uint8_band_to_float(photo, 0, height, device), guide_hw)
-    guide = resize(photo_small.to(device).float(), guide_hw)
-    framed = framed_probability(
-        segmenter, photo, guide,
-        locate=lambda p, native_px: clean_probability(p, settings, native_px),
-        max_share=settings.reframe_max_share, margin=settings.reframe_margin,
-        threshold=settings.reframe_threshold)
-    prob = framed.located
-    if prob is None:
-        prob = clean_probability(framed.prob, settings, framed.native_px)
+    guide = guide_for(photo, segmenter.device, settings, photo_small)
+    prob, framed = person_probability(segmenter, photo, guide, settings)
     fraction = float((prob >= 0.5).float().mean())
     if fraction < settings.min_person_fraction:
         empty = np.zeros((height, width), dtype=np.uint8)
@@ -157,6 +147,36 @@ def person_mask(
     mask = refine_probability(prob, photo, settings, guide=guide, native_px=framed.native_px)
     return MaskResult(mask=mask, person_found=True, person_fraction=fraction,
                       source="segmenter", framed_box=framed.box)
+
+
+def guide_for(photo: np.ndarray, device: torch.device, settings: MaskSettings = MaskSettings(),
+              photo_small: torch.Tensor | None = None) -> torch.Tensor:
+    """The photo on the guide grid ([1,3,gh,gw] 0..1); from ``photo_small`` if big enough."""
+    height, width = photo.shape[:2]
+    guide_hw = _fit_long_side(height, width, settings.guide_long_side)
+    if photo_small is None or photo_small.shape[-2] < guide_hw[0]:
+        photo_small = resize(uint8_band_to_float(photo, 0, height, device), guide_hw)
+    return resize(photo_small.to(device).float(), guide_hw)
+
+
+def person_probability(segmenter: Segmenter, photo: np.ndarray, guide: torch.Tensor,
+                       settings: MaskSettings = MaskSettings()
+                       ) -> tuple[torch.Tensor, FramedProbability]:
+    """The framed, cleaned person probability on the guide grid ([1,1,gh,gw]), unrefined.
+
+    The one place that decides what the segmenter sees: the mask refines this,
+    and the portrait pass reads it directly when no mask was asked for, so the
+    portrait layer is the same either way.
+    """
+    framed = framed_probability(
+        segmenter, photo, guide,
+        locate=lambda p, native_px: clean_probability(p, settings, native_px),
+        max_share=settings.reframe_max_share, margin=settings.reframe_margin,
+        threshold=settings.reframe_threshold)
+    prob = framed.located
+    if prob is None:
+        prob = clean_probability(framed.prob, settings, framed.native_px)
+    return prob, framed
 
 
 def _fit_long_side(height: int, width: int, long_side: int) -> tuple[int, int]:

@@ -132,7 +132,7 @@ class PortraitPipeline:
                 del full
 
             ctx.stage("segment", 0.1)
-            mask_result = self._mask(job, content, small, outputs)
+            mask_result = self._mask(job, content, small, outputs, regions)
 
             passes = self._passes(job, outputs, mask_result)
             ctx.stage("encode", 0.3)
@@ -149,7 +149,8 @@ class PortraitPipeline:
                 stylized = _preserve(stylized, small, settings)
                 stylized = _keep_structure(stylized, small, settings)
                 stylized = keep_likeness(stylized, small, settings, self.segmenter,
-                                         mask_result.mask if mask_result else None)
+                                         mask_result.mask if mask_result else None,
+                                         mask_settings=self.mask_settings)
                 if not needs_resize:
                     for i, name in enumerate(passes):
                         layers_full[name] = _with_alpha(to_uint8_hwc(stylized[i:i + 1]),
@@ -202,14 +203,17 @@ class PortraitPipeline:
         return regions
 
     def _mask(self, job: StylizeJob, content: np.ndarray, small: torch.Tensor,
-              outputs: set[str]) -> MaskResult | None:
+              outputs: set[str], regions: dict[str, RegionSettings]) -> MaskResult | None:
         height, width = content.shape[:2]
         if job.whole_image:
             return MaskResult(mask=np.zeros((height, width), np.uint8), person_found=False,
                               person_fraction=0.0, source="whole_image")
         if job.mask is not None:
             return artist_mask(job.mask, height, width)
-        if not outputs & {"mask", "composite"}:
+        # the portrait pass eases its likeness over the person: it reads the same mask,
+        # so a portrait asked for alone equals the one that comes with the mask
+        likeness = "portrait" in outputs and regions["portrait"].likeness > 0
+        if not outputs & {"mask", "composite"} and not likeness:
             return None
         settings = self.mask_settings
         if job.mask_feather is not None:

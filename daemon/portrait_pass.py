@@ -41,7 +41,8 @@ from .face_check import (
     PresenceFn,
     mesh_presence,
 )
-from .sizing import lowpass, resize
+from .mask import MaskSettings, guide_for, person_probability
+from .sizing import lowpass, resize, to_uint8_hwc
 
 __all__ = ["BODY_LEVEL", "FEATURE_SIGMA_PER_IOD", "STROKE_KEEP", "FaceFinder", "FaceGeometry",
            "apply_portrait_pass", "blazeface_finder", "feature_sigma", "find_faces",
@@ -287,12 +288,14 @@ def person_at(mask: np.ndarray, height: int, width: int, device: torch.device) -
 def keep_likeness(stylized: torch.Tensor, photo: torch.Tensor,
                   settings: Sequence[RegionSettings], segmenter: Segmenter,
                   mask: np.ndarray | None, finder: FaceFinder | None = None,
-                  presence: PresenceFn | None = None) -> torch.Tensor:
+                  presence: PresenceFn | None = None,
+                  mask_settings: MaskSettings | None = None) -> torch.Tensor:
     """Apply the portrait pass to the regions of ``stylized`` [N,3,h,w] whose likeness > 0.
 
     photo: the working-size photo [1,3,h,w]. mask: the job's full-size person mask
-    (segmented or the artist's); without one the segmenter's raw probability is
-    used, so the portrait layer is the same whether or not the mask was asked for.
+    (segmented or the artist's); without one the mask's own framed, cleaned
+    probability (``mask.person_probability``, with ``mask_settings``) is used,
+    so the portrait layer is the same whether or not the mask was asked for.
     finder: faces in the photo (default: BlazeFace, loaded once per device).
     presence: the face check (default: MediaPipe's face mesh, loaded once per device).
     """
@@ -302,7 +305,10 @@ def keep_likeness(stylized: torch.Tensor, photo: torch.Tensor,
     if mask is not None:
         person = person_at(mask, height, width, photo.device)
     else:
-        prob = segmenter.person_probability(photo.to(segmenter.device).float())
+        settings_m = mask_settings or MaskSettings()
+        photo_u8 = to_uint8_hwc(photo)
+        guide = guide_for(photo_u8, segmenter.device, settings_m, photo)
+        prob, _ = person_probability(segmenter, photo_u8, guide, settings_m)
         person = resize(prob.float().to(photo.device), (height, width)).clamp_(0, 1)
     finder = finder or blazeface_finder(photo.device)
     faces = finder(photo, person) if finder is not None else []

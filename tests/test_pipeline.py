@@ -169,8 +169,17 @@ def test_only_the_portrait_skips_segmentation_and_the_background_pass() -> None:
                                         JobContext())
     assert set(result.layers) == {"portrait"}
     assert engine.calls == [[PRESETS["magenta"]["portrait"]]]
-    # no mask refinement; the likeness ramp reads the segmenter's raw probability once
+    # the likeness ramp needs the person: the mask is made once (not returned)
     assert seg.calls == (1 if PRESETS["magenta"]["portrait"].likeness > 0 else 0)
+
+
+def test_the_portrait_asked_for_alone_equals_the_one_beside_the_mask() -> None:
+    content = _photo(72, 96)
+    alone = _pipeline(TinyEngine(), EllipseSegmenter()).run(
+        _job(content, outputs=frozenset({"portrait"})), JobContext())
+    beside = _pipeline(TinyEngine(), EllipseSegmenter()).run(
+        _job(content, outputs=frozenset({"portrait", "mask", "composite"})), JobContext())
+    assert np.array_equal(alone.layers["portrait"], beside.layers["portrait"])
 
 
 def test_only_the_mask_runs_no_style_pass() -> None:
