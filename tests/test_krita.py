@@ -499,7 +499,13 @@ def test_gui_docker_actions_apply_and_rerun(root: Path, daemon: Any, tmp_path: P
     assert probe["tree_after_undo"] == probe["tree"][:-1], "Apply is one undo step"
     assert probe["tree_after_redo"] == probe["tree"]
     assert probe["rerun_changed_portrait"]
-    assert probe["rerun_undo_restores"] and probe["rerun_undo_steps"] <= 2, probe
+    # the re-run is Add Layer + Remove Layer in Krita's history, nothing else (a carried-over
+    # blend mode used to add a "Composition Mode Change" step, in either order)
+    assert probe["history"][-3:] == ["Add Layer", "Add Layer", "Remove Layer"], probe["history"]
+    # Ctrl+Z brings the old Portrait back; the probe presses it the moment the result lands,
+    # and Krita now and then ignores that first press, hence the one spare
+    assert probe["rerun_undo_restores"] and probe["rerun_undo_steps"] <= 3, {
+        k: v for k, v in probe.items() if "undo" in k or k in ("krita", "history")}
     assert probe["rerun_undo_children"] == ["Background", "Portrait"]
     assert probe["rerun_redo_restores"]
     assert all(probe["group_tools_enabled"].values())

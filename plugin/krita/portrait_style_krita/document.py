@@ -285,7 +285,8 @@ class KritaDocument:
         A new node rather than new pixels in the old one, because Krita's
         scripting API keeps no undo history for pixel writes: inserting the new
         layer and removing the old are commands, so Ctrl+Z (twice: Krita has
-        no macro for scripts) brings the previous result back.
+        no macro for scripts; three times if the artist changed the layer's
+        blend mode, which is carried over) brings the previous result back.
         """
         old = self.result_layers(group).get(name)
         x, y, w, h = self.frame(group)
@@ -303,7 +304,10 @@ class KritaDocument:
             new.setChildNodes([child.duplicate() for child in old.childNodes()])
             new.setOpacity(old.opacity())
             new.setVisible(old.visible())
-            new.setBlendingMode(old.blendingMode())
+            if new.blendingMode() != old.blendingMode():
+                # Krita records a blend-mode change as an undo step of its own (even on
+                # a node not yet in the image): only when the artist changed it
+                new.setBlendingMode(old.blendingMode())
             new.setAlphaLocked(old.alphaLocked())
             group.addChildNode(new, old)
             old.remove()

@@ -204,6 +204,21 @@ class Probe:
         Krita.instance().action("edit_undo").trigger()  # Apply must be ONE undo step
         return self.check_undo_apply
 
+    def history_texts(self) -> list[str]:
+        """The commands Krita's Undo History docker lists, oldest first."""
+        from PyQt5.QtCore import QModelIndex
+        from PyQt5.QtWidgets import QListView
+
+        for docker in Krita.instance().activeWindow().dockers():
+            if docker.objectName() != "History":
+                continue
+            for view in docker.findChildren(QListView):
+                model = view.model()
+                if model is not None:
+                    return [str(model.data(model.index(r, 0)))
+                            for r in range(model.rowCount(QModelIndex()))]
+        return []
+
     def top_names(self) -> list[tuple[str, str]]:
         return [(n.name(), n.type()) for n in self.doc.rootNode().childNodes()]
 
@@ -254,6 +269,7 @@ class Probe:
         self.out["status_line"] = self.dock.status_label.text()
         self.out["progress_format"] = self.dock.progress.format()
         self.out["message_line"] = self.dock.message_label.text()
+        self.doc.waitForDone()  # the re-run's commands have landed before the first Ctrl+Z
         self.portrait_rerun = self.portrait_bytes()
         self.out["rerun_changed_portrait"] = self.portrait_rerun != self.portrait_before
         self.undos = 0
@@ -268,7 +284,10 @@ class Probe:
             self.out["rerun_undo_restores"] = self.portrait_bytes() == self.portrait_before
             self.out["rerun_undo_children"] = [c.name() for c in self.group.childNodes()]
             return self.redo_rerun
+        if self.undos == 0:
+            self.out["history"] = self.history_texts()
         Krita.instance().action("edit_undo").trigger()
+        self.doc.waitForDone()  # look only once Krita has applied it, or the count runs ahead
         self.undos += 1
         return None
 
@@ -278,6 +297,7 @@ class Probe:
             self.out["rerun_redo_restores"] = self.portrait_bytes() == self.portrait_rerun
             return self.finish
         Krita.instance().action("edit_redo").trigger()
+        self.doc.waitForDone()
         self.undos -= 1
         return None
 
