@@ -189,6 +189,17 @@ prepare_host() {
         "${PACKAGES[@]}" >&2
 }
 
+# Debian 12's own Krita 5.1 on the host as well: the plug-in's 5.1 code path (no
+# createTransparencyMask) and its starting the daemon on demand are tested on it.
+HOST_KRITA_PACKAGES=(krita python3-pyqt5)
+ensure_host_krita() {
+    [[ -x /usr/bin/kritarunner ]] && return 0
+    log "installing the host's Krita 5.1: ${HOST_KRITA_PACKAGES[*]}"
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        "${HOST_KRITA_PACKAGES[@]}" >&2
+}
+
 main() {
     local root
     mkdir -p "$BASE"
@@ -200,6 +211,7 @@ main() {
         root=/
     else
         prepare_chroot
+        ensure_host_krita
         root=$ROOT_DIR
     fi
     echo "$root" >"$BASE/ROOT.part"
