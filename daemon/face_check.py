@@ -17,7 +17,6 @@ the style gain stay independent measures.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
 import torch
@@ -40,28 +39,11 @@ PROTECTION_STEPS: tuple[tuple[float, float, float, float], ...] = (
 #: presence of a face in an image: (image [1,3,H,W], box (x0, y0, x1, y1), rotation) → 0..1
 PresenceFn = Callable[[torch.Tensor, tuple[float, float, float, float], float], float]
 
-_MESHES: dict[str, object] = {}
-_LOCK = threading.Lock()
-
-
 def mesh_presence(device: torch.device) -> PresenceFn | None:
     """The face mesh's presence score on ``device`` (loaded once), or None if unavailable."""
-    key = str(device)
-    with _LOCK:
-        if key not in _MESHES:
-            try:
-                from ..weights import tflite_reader
-                from ..weights.fetch import load_converted
-                from .models.face import FaceLandmarker, FaceMeshNet, FaceModels
+    from .models.face import loaded_once
 
-                net = FaceMeshNet()
-                net.load_state_dict(load_converted(
-                    "face_landmark", tflite_reader.convert_face_landmarker,
-                    FaceModels.CONVERTER_VERSION))
-                _MESHES[key] = FaceLandmarker(net).to(device)
-            except Exception:  # noqa: BLE001 - no mesh: the pass runs without the check
-                _MESHES[key] = None
-        mesh = _MESHES[key]
+    mesh = loaded_once("landmarker", device)
     if mesh is None:
         return None
 

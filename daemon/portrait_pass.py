@@ -25,7 +25,6 @@ the background pass itself, so the mask's edge cannot show a seam either.
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -212,32 +211,15 @@ def _geometry(face, dx: float, dy: float) -> FaceGeometry:
                         rotation=math.atan2(ey1 - ey0, ex1 - ex0))
 
 
-_DETECTORS: dict[str, object] = {}
-_DETECTOR_LOCK = threading.Lock()
-
-
 def blazeface_finder(device: torch.device) -> FaceFinder | None:
     """A face finder on ``device`` from MediaPipe's BlazeFace (loaded once), or None.
 
     None when the model file cannot be had: the pass then uses the person mask
     and a size-based feature scale, which is still seam-free, only less exact.
     """
-    key = str(device)
-    with _DETECTOR_LOCK:
-        if key not in _DETECTORS:
-            try:
-                from ..weights import tflite_reader
-                from ..weights.fetch import load_converted
-                from .models.face import BlazeFaceNet, FaceDetector, FaceModels
+    from .models.face import loaded_once
 
-                net = BlazeFaceNet()
-                net.load_state_dict(load_converted(
-                    "face_detection_short_range", tflite_reader.convert_face_detector,
-                    FaceModels.CONVERTER_VERSION))
-                _DETECTORS[key] = FaceDetector(net).to(device)
-            except Exception:  # noqa: BLE001 - any failure means "no detector", said in info
-                _DETECTORS[key] = None
-        detector = _DETECTORS[key]
+    detector = loaded_once("detector", device)
     if detector is None:
         return None
 

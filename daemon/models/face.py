@@ -25,7 +25,9 @@ post-processing follow MediaPipe's graphs for these models
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +42,9 @@ __all__ = [
     "FaceLandmarker",
     "FaceMeshNet",
     "FaceModels",
+    "load_detector",
+    "load_landmarker",
+    "loaded_once",
     "ssd_anchor_centers",
 ]
 
@@ -414,20 +419,7 @@ class FaceModels:
     @classmethod
     def load(cls, device: str | torch.device = "cpu") -> FaceModels:
         """Fetch (once), convert (once) and load both networks onto ``device`` (float32)."""
-        from ...weights import tflite_reader
-        from ...weights.fetch import load_converted
-
-        det = BlazeFaceNet()
-        det.load_state_dict(
-            load_converted("face_detection_short_range", tflite_reader.convert_face_detector,
-                           cls.CONVERTER_VERSION)
-        )
-        mesh = FaceMeshNet()
-        mesh.load_state_dict(
-            load_converted("face_landmark", tflite_reader.convert_face_landmarker,
-                           cls.CONVERTER_VERSION)
-        )
-        return cls(FaceDetector(det).to(device), FaceLandmarker(mesh).to(device))
+        return cls(load_detector(device), load_landmarker(device))
 
     def detect(self, image: torch.Tensor) -> list[Face]:
         return self.detector(image)
@@ -439,3 +431,48 @@ class FaceModels:
         rotation: float = 0.0,
     ) -> tuple[torch.Tensor, float]:
         return self.landmarker.landmarks_in_image(image, box, rotation)
+
+
+def load_detector(device: str | torch.device = "cpu") -> FaceDetector:
+    """BlazeFace (short range) from the registry's file, converted once, on ``device``."""
+    from ...weights import tflite_reader
+    from ...weights.fetch import load_converted
+
+    net = BlazeFaceNet()
+    net.load_state_dict(load_converted("face_detection_short_range",
+                                       tflite_reader.convert_face_detector,
+                                       FaceModels.CONVERTER_VERSION))
+    return FaceDetector(net).to(device)
+
+
+def load_landmarker(device: str | torch.device = "cpu") -> FaceLandmarker:
+    """The 468-point face mesh from the registry's file, converted once, on ``device``."""
+    from ...weights import tflite_reader
+    from ...weights.fetch import load_converted
+
+    net = FaceMeshNet()
+    net.load_state_dict(load_converted("face_landmark", tflite_reader.convert_face_landmarker,
+                                       FaceModels.CONVERTER_VERSION))
+    return FaceLandmarker(net).to(device)
+
+
+_LOADED: dict[tuple[str, str], FaceDetector | FaceLandmarker | None] = {}
+_LOADED_LOCK = threading.Lock()
+
+
+def loaded_once(kind: Literal["detector", "landmarker"], device: torch.device
+                ) -> FaceDetector | FaceLandmarker | None:
+    """The daemon's one copy of a face model per device, or None if it cannot be had.
+
+    Why None rather than an error: the portrait pass works without faces (the
+    person mask and a size-based feature scale) and without the face check,
+    only less exactly; a missing model file must not fail the job.
+    """
+    key = (kind, str(device))
+    with _LOADED_LOCK:
+        if key not in _LOADED:
+            try:
+                _LOADED[key] = (load_detector if kind == "detector" else load_landmarker)(device)
+            except Exception:  # noqa: BLE001 - any failure means "no model", said in info
+                _LOADED[key] = None
+        return _LOADED[key]
