@@ -449,12 +449,41 @@ def test_no_daemon_is_reported_in_words(gimp: GimpHome, daemon: Daemon,
 
 @pytest.mark.editors
 @pytest.mark.slow
-def test_greyscale_image_is_refused_in_words(gimp: GimpHome, daemon: Daemon,
-                                             samples: dict[str, Path], tmp_path: Path) -> None:
+def test_greyscale_image_gets_grey_layers_and_says_so(gimp: GimpHome, daemon: Daemon,
+                                                    samples: dict[str, Path],
+                                                    tmp_path: Path) -> None:
+    """A greyscale photo (old prints often are) is served, in grey, with a notice on colour."""
     run = _run_case(gimp, daemon, samples, "gray", tmp_path)
+    report = run.report
+    assert report["steps"]["stylize"]["status"] == "success", report["steps"]["stylize"]
+    assert report["base_type"] == "gray"
+    result = report["result"]
+    _check_group(result)
+    source = run.pixels(report["source_before"])
+    assert np.array_equal(source[..., 0], source[..., 2]), "GIMP hands over R' = G' = B'"
+    assert np.array_equal(run.pixels(report["source_after"]), source), "the photo is untouched"
+    expected = _daemon_answer(daemon, source, samples["starry_night"],
+                              outputs=["background", "portrait", "mask"])
+    layers = result["layers"]
+    assert layers["Portrait"]["is_gray"] and layers["Background"]["is_gray"]
+    assert np.array_equal(run.pixels(layers["Portrait"]["mask"])[..., 0], expected["mask"])
+    for role in ("Portrait", "Background"):
+        grey = run.pixels(layers[role]).astype(float)
+        ours = expected[role.lower()][..., :3].astype(float)
+        luma = ours @ np.array([0.2126, 0.7152, 0.0722])  # what a grey layer keeps, roughly
+        assert np.abs(grey[..., 0] - luma).mean() < 12, role
+    assert not np.array_equal(run.pixels(layers["Portrait"]), run.pixels(layers["Background"]))
+    assert "greyscale" in run.proc.stdout + run.proc.stderr, "the colour notice is shown"
+
+
+@pytest.mark.editors
+@pytest.mark.slow
+def test_indexed_image_is_refused_in_words(gimp: GimpHome, daemon: Daemon,
+                                           samples: dict[str, Path], tmp_path: Path) -> None:
+    run = _run_case(gimp, daemon, samples, "indexed", tmp_path)
     step = run.report["steps"]["stylize"]
     assert step["status"] == "execution-error"
-    assert "greyscale" in step["error"] and "Image ▸ Mode ▸ RGB" in step["error"], step
+    assert "indexed" in step["error"] and "Image ▸ Mode ▸ RGB" in step["error"], step
     assert run.report["layer_count"] == 1, "nothing was added"
 
 

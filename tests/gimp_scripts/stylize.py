@@ -1,8 +1,8 @@
 """Inside GIMP (python-fu-eval): call the INSTALLED plug-in through the PDB, as a script would.
 
 Run by tests/test_gimp.py with ``PARAMS`` defined before this text:
-  case        "main" | "moved" | "u16" | "gray" | "two" | "huge-style" | "cancel" |
-              "unreachable"
+  case        "main" | "moved" | "u16" | "gray" | "indexed" | "two" | "huge-style" |
+              "cancel" | "unreachable"
   content     an 8-bit RGB PNG (the photo), style: an 8-bit RGB PNG (the painting)
   endpoint    the host daemon's endpoint (passed as the procedure's argument)
   out         folder for raw pixel dumps (the test compares them with the daemon's own)
@@ -94,6 +94,7 @@ def describe(image, group, prefix):
         entry["spaces"] = [child.get_blend_space().value_nick,
                            child.get_composite_space().value_nick]
         entry["mode"] = child.get_mode().value_nick
+        entry["is_gray"] = child.is_gray()
         mask = child.get_mask()
         entry["mask"] = dump(f"{prefix}-{role}-mask", mask, mask_format(mask), 1) if mask else None
         info["layers"][role] = entry
@@ -132,6 +133,10 @@ elif P["case"] == "u16":
     image.convert_precision(Gimp.Precision.U16_LINEAR)
 elif P["case"] == "gray":
     image.convert_grayscale()
+elif P["case"] == "indexed":
+    # the palette (a name in GIMP 3.0) is ignored for a generated palette
+    image.convert_indexed(Gimp.ConvertDitherType.NONE, Gimp.ConvertPaletteType.GENERATE, 256,
+                          False, False, "")
 elif P["case"] == "cancel":
     image.scale(3072, 3072)  # a job long enough (seconds) for the test to kill the plug-in
 elif P["case"] == "two":
@@ -143,9 +148,9 @@ elif P["case"] == "two":
     image.set_selected_layers([source, second])
 
 fmt, channels = ("R'G'B'A u8", 4) if source.has_alpha() else ("R'G'B' u8", 3)
-if P["case"] != "gray":
-    report["source_before"] = dump("source-before", source, fmt, channels)
+report["source_before"] = dump("source-before", source, fmt, channels)  # grey: R'=G'=B'
 report["precision"] = image.get_precision().value_nick
+report["base_type"] = image.get_base_type().value_nick
 
 targets = image.get_selected_layers() if P["case"] == "two" else [source]
 status, error, seconds = call("plug-in-portrait-style", image, targets, style=style,

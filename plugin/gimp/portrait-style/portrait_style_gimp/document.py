@@ -102,18 +102,21 @@ def _read(drawable: Any, format_name: str, channels: int) -> Pixels:
 
 
 def check_image_mode(image: Any) -> None:
-    """Refuse greyscale and indexed images in words the artist can act on.
+    """Refuse indexed images in words the artist can act on.
 
-    The result is in colour; writing it into a greyscale or indexed image
-    would silently throw that colour away, and converting the artist's image
-    behind their back is worse.
+    A palette cannot hold a painting's continuous tones, and converting the
+    artist's image behind their back is worse. Greyscale images are served
+    (``GREYSCALE_NOTE`` says what they get).
     """
-    base = image.get_base_type()
-    if base == Gimp.ImageBaseType.RGB:
+    if image.get_base_type() != Gimp.ImageBaseType.INDEXED:
         return
-    kind = "greyscale" if base == Gimp.ImageBaseType.GRAY else "indexed"
-    raise OptionError(f"Portrait Style paints in colour, and this image is {kind}: convert it "
-                      "with Image ▸ Mode ▸ RGB first (or run it on an RGB copy)")
+    raise OptionError("Portrait Style paints in continuous tones, and this image is indexed: "
+                      "convert it with Image ▸ Mode ▸ RGB first (or run it on an RGB copy)")
+
+
+#: what a greyscale image gets: the layers are in the image's own mode
+GREYSCALE_NOTE = ("this image is greyscale, so the result layers are grey too; for the "
+                  "painting's colours, convert it with Image ▸ Mode ▸ RGB first")
 
 
 class GimpDocument:
@@ -148,6 +151,8 @@ class GimpDocument:
         format_name, channels = _rgb_format(ref)
         _, x, y = ref.get_offsets()
         notes: list[str] = []
+        if self.image.get_base_type() == Gimp.ImageBaseType.GRAY:
+            notes.append(GREYSCALE_NOTE)
         if self.image.get_precision() != Gimp.Precision.U8_NON_LINEAR:
             notes.append("the layer was sent to the daemon at 8 bits per channel (the wire's "
                          "depth); the result layers are in the image's precision")
@@ -200,7 +205,12 @@ class GimpDocument:
 
     def _new_layer(self, group: Any, name: str, pixels: Pixels, position: int) -> Any:
         width, height = pixels.width, pixels.height
-        kind = Gimp.ImageType.RGBA_IMAGE if pixels.channels == 4 else Gimp.ImageType.RGB_IMAGE
+        if self.image.get_base_type() == Gimp.ImageBaseType.GRAY:  # Gegl converts on write
+            kind = Gimp.ImageType.GRAYA_IMAGE if pixels.channels == 4 \
+                else Gimp.ImageType.GRAY_IMAGE
+        else:
+            kind = Gimp.ImageType.RGBA_IMAGE if pixels.channels == 4 \
+                else Gimp.ImageType.RGB_IMAGE
         layer = Gimp.Layer.new(self.image, name, width, height, kind, 100.0,
                                Gimp.LayerMode.NORMAL)
         self.image.insert_layer(layer, group, position)

@@ -94,7 +94,8 @@ class PortraitStyle(Gimp.PlugIn):
         return self._rerun_procedure(name, region)
 
     def _common(self, procedure: Any) -> None:
-        # "*": greyscale and indexed images get a clear refusal instead of a greyed-out menu
+        # "*": greyscale images are served in grey, indexed ones get a clear refusal
+        # instead of a greyed-out menu
         procedure.set_image_types("*")
         procedure.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE
                                        | Gimp.ProcedureSensitivityMask.DRAWABLES)
