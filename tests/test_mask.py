@@ -339,19 +339,25 @@ def test_a_person_who_fills_the_frame_is_not_reframed() -> None:
     assert result.person_found and result.framed_box is None
 
 
-def test_real_small_person_in_a_wide_frame(selfie: Segmenter, shared_data: Path) -> None:
-    """A portrait at 35 % in a 3:2 frame: whole-frame segmentation loses it; reframing does not."""
+@pytest.mark.parametrize(("photo_name", "scale", "on_at_least", "off_at_most"), [
+    ("obama_official_portrait_2012", 0.35, 0.85, 0.5),  # standing, small in the frame
+    ("katherine_johnson_nasa_desk", 0.6, 0.6, 0.4),  # seated at a desk (README figure)
+])
+def test_real_small_person_in_a_wide_frame(selfie: Segmenter, shared_data: Path,
+                                           photo_name: str, scale: float, on_at_least: float,
+                                           off_at_most: float) -> None:
+    """A portrait small in a 3:2 frame: whole-frame segmentation greys or loses it; reframing
+    brings it back solid."""
     from PIL import Image
 
     bench = _load_mask_framing_bench()
-    photo = np.asarray(Image.open(shared_data / "content" / "obama_official_portrait_2012.jpg")
-                       .convert("RGB"))
+    photo = np.asarray(Image.open(shared_data / "content" / f"{photo_name}.jpg").convert("RGB"))
     assert person_mask(selfie, photo).framed_box is None  # fills its own frame
     person = bench.mediapipe_pipeline(selfie, photo) >= 0.5
-    frame, where = bench.small_person_frame(photo, person, 0.35, 1.5, 0.6)
+    frame, where = bench.small_person_frame(photo, person, scale, 1.5, 0.6)
     on = person_mask(selfie, frame)
     off = person_mask(selfie, frame, settings=MaskSettings(reframe_max_share=0))
     iou_on, iou_off = bench.iou(on.mask >= 128, where), bench.iou(off.mask >= 128, where)
-    assert on.framed_box is not None and iou_on >= 0.85, iou_on
-    assert iou_off <= 0.5, f"whole-frame IoU {iou_off:.3f}: the case no longer needs reframing"
-    assert bench.grey_share(on.mask / 255.0, where) < 0.1
+    assert on.framed_box is not None and iou_on >= on_at_least, iou_on
+    assert iou_off <= off_at_most, f"whole-frame IoU {iou_off:.3f}: no longer needs reframing"
+    assert bench.grey_share(on.mask / 255.0, where) < 0.12
