@@ -231,11 +231,25 @@ def test_16bit_document_converted_with_notice(suite: tuple[dict[str, Any], Path]
     assert res["source_unchanged"] and res["mask_type"] == "transparencymask"
 
 
-def test_other_colour_models_refused_clearly(suite: tuple[dict[str, Any], Path]) -> None:
-    res = scenario(suite, "refused")
-    assert res["error_type"] == "PortraitStyleError"
-    assert "GRAYA" in res["error"] and "RGB" in res["error"] and "Convert" in res["error"]
-    assert res["layers_added"] == 0
+def test_grey_cmyk_and_float_documents_are_served_in_srgb(
+        suite: tuple[dict[str, Any], Path]) -> None:
+    """Other colour models are read through Krita's own conversion, not refused."""
+    res = scenario(suite, "other_models")
+    spaces = {k: v for k, v in res.items() if "/" in k}
+    assert set(spaces) == {"GRAYA/U8", "CMYKA/U8", "RGBA/F32"}, res
+    for space, entry in spaces.items():
+        assert entry["error"] is None, (space, entry.get("traceback"))
+        assert entry["source_space"] == space.split("/")
+        assert entry["layers_added"] == 1 and entry["directly_above_source"], space
+        assert entry["spaces"] == {"Portrait": ["RGBA", "U8"], "Background": ["RGBA", "U8"]}
+        assert entry["portrait_is_the_result"] and entry["mask_type"] == "transparencymask"
+        assert any("read as 8-bit sRGB" in n for n in entry["notices"]), entry["notices"]
+        assert entry["source_unchanged"], f"{space}: the photo was modified"
+        assert 40 < entry["sent_mean"] < 215, f"{space}: the photo arrived blank or clipped"
+    assert res["GRAYA/U8"]["sent_grey"], "a grey photo arrives as R = G = B"
+    assert not res["CMYKA/U8"]["sent_grey"], "a CMYK photo keeps its colour"
+    # scratch documents are closed: only the test's own document is open each time
+    assert {e["documents_left"] for e in spaces.values()} == {1}
 
 
 def test_daemon_errors_in_plain_words(suite: tuple[dict[str, Any], Path]) -> None:
@@ -343,7 +357,7 @@ def test_host_krita_51_with_daemon_started_on_demand(tmp_path: Path) -> None:
                KRITA_SUITE_PHOTO=str(PHOTO), KRITA_SUITE_STYLE=str(STYLE),
                KRITA_SUITE_SIZE=str(SIZE), PATH="/usr/bin:/bin",
                # not "unreachable": with a daemon command configured it would start one
-               KRITA_SUITE_ONLY="contract,main,moved,u16,refused,selection,cancel",
+               KRITA_SUITE_ONLY="contract,main,moved,u16,other_models,selection,cancel",
                PYTHONPATH=f"{profile / 'krita' / 'pykrita'}:{SCRIPTS}",
                PORTRAIT_STYLE_WEIGHTS_CACHE=os.environ["PORTRAIT_STYLE_WEIGHTS_CACHE"])
     (home / editors.RESULT_NAME).unlink(missing_ok=True)

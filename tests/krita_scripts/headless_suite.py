@@ -308,21 +308,48 @@ def scenario_u16(res: dict[str, Any]) -> None:
     doc.close()
 
 
-def scenario_refused(res: dict[str, Any]) -> None:
-    """A greyscale layer is refused in plain words; nothing is added."""
+def scenario_other_models(res: dict[str, Any]) -> None:
+    """Grey, CMYK and 32-bit float documents: read through 8-bit sRGB, results as sRGB layers."""
     import portrait_style_krita
+    from portrait_style_krita.api import last_run
 
-    doc = new_doc(64, 48, "grey", model="GRAYA")
-    node = add_layer(doc, "Grey photo", bytes([128, 255]) * (32 * 24), 0, 0, 32, 24)
-    count = len(doc.rootNode().childNodes())
-    try:
-        portrait_style_krita.apply(doc, node, STYLE)
-        res["error"] = None
-    except Exception as exc:
-        res["error"] = str(exc)
-        res["error_type"] = type(exc).__name__
-    res["layers_added"] = len(doc.rootNode().childNodes()) - count
-    doc.close()
+    data8, w, h = photo_bgra(96)
+    for model, depth in (("GRAYA", "U8"), ("CMYKA", "U8"), ("RGBA", "F32")):
+        doc = new_doc(w, h, f"{model}-{depth}", depth=depth, model=model)
+        # the photo pasted in through an 8-bit sRGB layer, converted by Krita to the doc's space
+        source = doc.createNode("Photo", "paintlayer")
+        source.setColorSpace("RGBA", "U8", "sRGB-elle-V2-srgbtrc.icc")
+        source.setPixelData(QByteArray(data8), 0, 0, w, h)
+        source.setColorSpace(model, depth, doc.colorProfile())
+        doc.rootNode().addChildNode(source, None)
+        doc.setActiveNode(source)
+        doc.waitForDone()
+        before = sha(bytes(source.pixelData(0, 0, w, h)))
+        count = len(doc.rootNode().childNodes())
+        entry: dict[str, Any] = {"source_space": [source.colorModel(), source.colorDepth()]}
+        try:
+            group = portrait_style_krita.apply(doc, source, STYLE)
+            job = last_run["job"]
+            sent = job.source.pixels.tobytes()
+            info = group_info(doc, group, source)
+            layers = {c.name(): c for c in group.childNodes()}
+            entry.update(
+                error=None, notices=job.notices, mask_type=info["mask_type"],
+                directly_above_source=info["directly_above_source"],
+                spaces={k: [v.colorModel(), v.colorDepth()] for k, v in layers.items()},
+                portrait_is_the_result=bytes(layers["Portrait"].pixelData(0, 0, w, h))
+                == _bgra(job.plan.layer("Portrait").pixels),
+                sent_grey=sent[0::4] == sent[1::4] == sent[2::4],
+                sent_mean=sum(sent[0::4]) / (w * h))
+        except Exception as exc:
+            import traceback
+
+            entry.update(error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+        entry["layers_added"] = len(doc.rootNode().childNodes()) - count
+        entry["source_unchanged"] = sha(bytes(source.pixelData(0, 0, w, h))) == before
+        entry["documents_left"] = len(Krita.instance().documents())
+        res[f"{model}/{depth}"] = entry
+        doc.close()
 
 
 def scenario_unreachable(res: dict[str, Any]) -> None:
@@ -427,7 +454,7 @@ def scenario_nowire(res: dict[str, Any]) -> None:
 
 
 SCENARIOS = {"contract": scenario_contract, "main": scenario_main, "moved": scenario_moved,
-             "u16": scenario_u16, "refused": scenario_refused,
+             "u16": scenario_u16, "other_models": scenario_other_models,
              "unreachable": scenario_unreachable, "selection": scenario_selection,
              "cancel": scenario_cancel, "nowire": scenario_nowire}
 

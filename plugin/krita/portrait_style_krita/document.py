@@ -3,8 +3,13 @@
 Why these choices (each verified in Krita 5.2.9, see tests/test_krita.py):
 - Pixels: ``Node.pixelData`` hands out B,G,R,A for RGBA documents (16-bit
   ones as little-endian B,G,R,A words); the core speaks R,G,B,A bytes, so we
-  swap on the way in and out. Other colour models and float depths are
-  refused with a sentence saying how to convert; the source is only read.
+  swap on the way in and out. Other colour models and float depths (grey,
+  CMYK, Lab, 16/32-bit float) are read through a copy converted to 8-bit
+  sRGB by Krita's colour management, and their results are 8-bit sRGB RGB
+  layers (Krita mixes colour spaces in one document). Any conversion happens
+  in a private scratch document: a colour-space change on a node of the
+  artist's document is an undo step of its own, even before the node is in
+  the image. The source is only read.
 - A result group is built completely while detached (group, Background,
   Portrait with its transparency mask, pixels written; assembled with
   ``setChildNodes``, which records no undo step) and then inserted above the
@@ -53,6 +58,10 @@ _MODELS = {"RGBA": "RGB", "GRAYA": "GRAY", "CMYKA": "CMYK", "LABA": "LAB", "XYZA
 _DEPTHS = {"U8": (8, False), "U16": (16, False), "F16": (16, True), "F32": (32, True)}
 #: layers whose rendered pixels can be stylized (paint layers: their own pixels)
 _PIXEL_LAYERS = {"paintlayer", "filelayer", "vectorlayer", "filllayer", "clonelayer"}
+#: (model, depth) read and written as they are; anything else goes through 8-bit sRGB
+_NATIVE = {("RGBA", "U8"), ("RGBA", "U16")}
+#: Krita's built-in sRGB profile (what a new RGBA/U8 document gets)
+_SRGB = "sRGB-elle-V2-srgbtrc.icc"
 
 
 def supports_transparency_masks() -> bool:
@@ -76,6 +85,20 @@ def _touch(node: Any) -> None:
     """Make Krita re-render ``node`` in the background after a direct pixel write."""
     if node is not None:
         node.setBlendingMode(node.blendingMode())
+
+
+def _scratch_document(like: Any, space: tuple[str, str, str]) -> Any:
+    """A private document the size of ``like`` in ``space`` (model, depth, profile).
+
+    Not shown in any window, and closed by the caller: what happens in it
+    (colour conversions, which Krita records as undo steps) never reaches
+    the artist's document.
+    """
+    model, depth, profile = space
+    doc = Krita.instance().createDocument(like.width(), like.height(), "portrait-style scratch",
+                                          model, depth, profile, like.resolution())
+    doc.setBatchmode(True)
+    return doc
 
 
 def _walk(node: Any):
@@ -128,12 +151,6 @@ class KritaDocument:
         if kind not in _PIXEL_LAYERS:
             raise OptionError(f"{node.name()!r} is a {kind.replace('mask', ' mask')}: "
                               "select the layer it belongs to")
-        model, depth = node.colorModel(), node.colorDepth()
-        if model != "RGBA" or depth not in ("U8", "U16"):
-            raise OptionError(
-                f"{node.name()!r} is {model}/{depth}; Portrait Style works on RGB layers with "
-                "8 or 16 bits per channel. Convert a copy with Layer ▸ Convert ▸ Convert "
-                "Layer Color Space (RGB/Alpha, 8 or 16-bit integer) and apply it there.")
         x, y, w, h = _rect(node)
         if w <= 0 or h <= 0:
             raise OptionError(f"{node.name()!r} is empty: paint or paste the photo into it first")
@@ -143,8 +160,15 @@ class KritaDocument:
         x, y, w, h = _rect(ref)
         # a paint layer's own pixels; other layers (vector, file, clone…) as rendered
         read = ref.pixelData if ref.type() == "paintlayer" else ref.projectionPixelData
-        raw = bytes(read(x, y, w, h))
         notes: list[str] = []
+        if (ref.colorModel(), ref.colorDepth()) not in _NATIVE:
+            notes.append(f"this {ref.colorModel()}/{ref.colorDepth()} layer was read as 8-bit "
+                         "sRGB, and the result layers are 8-bit sRGB RGB layers")
+            raw = self._read_as_srgb8(ref, x, y, w, h)
+            return SourceLayer(name=ref.name(), pixels=swap_red_blue(
+                Pixels.from_buffer(raw, (h, w, 4))), offset=(x, y),
+                layer_id=ref.uniqueId().toString(), notes=notes)
+        raw = bytes(read(x, y, w, h))
         if ref.colorDepth() == "U16":
             bgra = from_u16(raw, w, h, 4)
             notes.append("this 16-bit layer was sent to the daemon as 8-bit (the wire carries "
@@ -248,14 +272,48 @@ class KritaDocument:
         bgra = swap_red_blue(pixels)
         return to_u16(bgra) if like.colorDepth() == "U16" else bgra.tobytes()
 
+    def _read_as_srgb8(self, ref: Any, x: int, y: int, w: int, h: int) -> bytes:
+        """``ref``'s pixels as 8-bit sRGB B,G,R,A, converted on a copy in a scratch document."""
+        scratch = _scratch_document(self.doc, ("RGBA", "U8", _SRGB))
+        try:
+            copy = ref.duplicate()
+            scratch.rootNode().addChildNode(copy, None)
+            if not copy.setColorSpace("RGBA", "U8", _SRGB):
+                raise OptionError(f"Krita could not convert {ref.name()!r} "
+                                  f"({ref.colorModel()}/{ref.colorDepth()}) to RGB to read it")
+            scratch.waitForDone()
+            read = copy.pixelData if copy.type() == "paintlayer" else copy.projectionPixelData
+            return bytes(read(x, y, w, h))
+        finally:
+            scratch.close()
+
     def _paint_layer(self, name: str, pixels: Pixels, source: Any,
                      rect: tuple[int, int, int, int]) -> Any:
-        node = self.doc.createNode(name, "paintlayer")
-        if (node.colorModel(), node.colorDepth()) != (source.colorModel(), source.colorDepth()):
-            node.setColorSpace(source.colorModel(), source.colorDepth(), source.colorProfile())
+        """A new, detached paint layer holding ``pixels`` in the space results get for ``source``.
+
+        That space is the source's own (RGBA 8/16-bit) or 8-bit sRGB. When the
+        document is in another space, the layer is made in a scratch document
+        of that space and duplicated: converting a node of the artist's
+        document would be an extra step in their undo history.
+        """
+        if (source.colorModel(), source.colorDepth()) in _NATIVE:
+            space = (source.colorModel(), source.colorDepth(), source.colorProfile())
+        else:
+            space = ("RGBA", "U8", _SRGB)
         x, y, w, h = rect
-        node.setPixelData(qbytes(self._encode(pixels, node)), x, y, w, h)
-        return node
+        if (self.doc.colorModel(), self.doc.colorDepth(), self.doc.colorProfile()) == space:
+            node = self.doc.createNode(name, "paintlayer")
+            node.setPixelData(qbytes(self._encode(pixels, node)), x, y, w, h)
+            return node
+        scratch = _scratch_document(self.doc, space)
+        try:
+            node = scratch.createNode(name, "paintlayer")
+            scratch.rootNode().addChildNode(node, None)
+            node.setPixelData(qbytes(self._encode(pixels, node)), x, y, w, h)
+            scratch.waitForDone()
+            return node.duplicate()
+        finally:
+            scratch.close()
 
     def add_result_group(self, plan: LayerPlan, above: Any) -> Any:
         x, y = plan.offset
