@@ -243,6 +243,7 @@ def test_grey_cmyk_and_float_documents_are_served_in_srgb(
         assert entry["layers_added"] == 1 and entry["directly_above_source"], space
         assert entry["spaces"] == {"Portrait": ["RGBA", "U8"], "Background": ["RGBA", "U8"]}
         assert entry["portrait_is_the_result"] and entry["mask_type"] == "transparencymask"
+        assert entry["rerun_spaces"] == entry["spaces"] and entry["rerun_mask_kept"], space
         assert any("read as 8-bit sRGB" in n for n in entry["notices"]), entry["notices"]
         assert entry["source_unchanged"], f"{space}: the photo was modified"
         assert 40 < entry["sent_mean"] < 215, f"{space}: the photo arrived blank or clipped"

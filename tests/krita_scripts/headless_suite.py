@@ -341,6 +341,12 @@ def scenario_other_models(res: dict[str, Any]) -> None:
                 == _bgra(job.plan.layer("Portrait").pixels),
                 sent_grey=sent[0::4] == sent[1::4] == sent[2::4],
                 sent_mean=sum(sent[0::4]) / (w * h))
+            group = portrait_style_krita.rerun(doc, group, "background")
+            layers = {c.name(): c for c in group.childNodes()}
+            entry["rerun_spaces"] = {k: [v.colorModel(), v.colorDepth()]
+                                     for k, v in layers.items()}
+            entry["rerun_mask_kept"] = any(c.type() == "transparencymask"
+                                           for c in layers["Portrait"].childNodes())
         except Exception as exc:
             import traceback
 
