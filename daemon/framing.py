@@ -123,7 +123,7 @@ def _probability_on(segmenter: Segmenter, image: torch.Tensor, size: tuple[int, 
     with torch.inference_mode():
         native = segmenter.person_probability(image.to(segmenter.device)).float()
     native_px = max(size[0] / native.shape[-2], size[1] / native.shape[-1])
-    return resize(native, size).clamp_(0, 1), native_px
+    return resize(native, size).clamp(0, 1), native_px  # not in place: may be an inference tensor
 
 
 def framed_probability(

@@ -197,6 +197,16 @@ def test_selfie_on_the_astronaut(selfie: Segmenter) -> None:
     assert m[300:500, 0:12].mean() < 25
 
 
+def test_a_photo_at_the_segmenters_own_size_outside_inference_mode(selfie: Segmenter) -> None:
+    """256² is the model's size: its output is used as is, and must not be written in place."""
+    from skimage.data import astronaut
+
+    photo = np.ascontiguousarray(astronaut()[::2, ::2])  # 256²
+    assert not torch.is_inference_mode_enabled()
+    result = person_mask(selfie, photo)
+    assert result.person_found and result.mask.shape == (256, 256)
+
+
 @pytest.mark.slow
 def test_selfie_finds_no_person_in_a_landscape(selfie: Segmenter, shared_data: Path) -> None:
     from PIL import Image
