@@ -487,9 +487,10 @@ def test_gui_docker_actions_apply_and_rerun(root: Path, daemon: Any, tmp_path: P
             editors.screenshot(display, shot)
             shot_done.touch()
             with contextlib.suppress(subprocess.TimeoutExpired):
-                krita.wait(timeout=30)  # the probe quits Krita through file_quit
+                krita.wait(timeout=60)  # the probe checks a CMYK Apply, then quits Krita
         finally:
             editors.kill_tree(krita)
+    after_shot = json.loads(Path(env[editors.RESULT_ENV]).read_text())
     if os.environ.get(UPDATE_SCREENSHOT_ENV):
         from PIL import Image
 
@@ -520,6 +521,9 @@ def test_gui_docker_actions_apply_and_rerun(root: Path, daemon: Any, tmp_path: P
     # the re-run is Add Layer + Remove Layer in Krita's history, nothing else (a carried-over
     # blend mode used to add a "Composition Mode Change" step, in either order)
     assert probe["history"][-3:] == ["Add Layer", "Add Layer", "Remove Layer"], probe["history"]
+    # in a CMYK document (read through a scratch document's conversion) Apply is one step too
+    assert after_shot.get("cmyk_history_added") == ["Add Layer"], (
+        after_shot.get("cmyk_history_added"), after_shot.get("error"))
     # Ctrl+Z brings the old Portrait back; the probe presses it the moment the result lands,
     # and Krita now and then ignores that first press, hence the one spare
     assert probe["rerun_undo_restores"] and probe["rerun_undo_steps"] <= 3, {

@@ -105,14 +105,7 @@ class Probe:
         self.out["actions"] = {a: app.action(a) is not None for a in ACTION_IDS}
         self.out["action_texts"] = {a: app.action(a).text() for a in ACTION_IDS
                                     if app.action(a) is not None}
-        image = QImage(PHOTO).scaledToWidth(SIZE, Qt.SmoothTransformation).convertToFormat(
-            QImage.Format_ARGB32)
-        w, h = image.width(), image.height()
-        bits = image.constBits()
-        bits.setsize(image.sizeInBytes())
-        raw = bytes(bits)
-        data = b"".join(raw[y * image.bytesPerLine(): y * image.bytesPerLine() + w * 4]
-                        for y in range(h))
+        data, w, h = self.photo_bgra()
         doc = app.createDocument(w, h, "astronaut", "RGBA", "U8", "", 72.0)
         window.addView(doc)
         node = doc.createNode("Photo", "paintlayer")
@@ -121,6 +114,18 @@ class Probe:
         doc.refreshProjection()
         self.doc, self.node = doc, node
         return self.select_photo
+
+    @staticmethod
+    def photo_bgra() -> tuple[bytes, int, int]:
+        image = QImage(PHOTO).scaledToWidth(SIZE, Qt.SmoothTransformation).convertToFormat(
+            QImage.Format_ARGB32)
+        w, h = image.width(), image.height()
+        bits = image.constBits()
+        bits.setsize(image.sizeInBytes())
+        raw = bytes(bits)
+        data = b"".join(raw[y * image.bytesPerLine(): y * image.bytesPerLine() + w * 4]
+                        for y in range(h))
+        return data, w, h
 
     def select_photo(self) -> Any:
         self.doc.setActiveNode(self.node)  # takes effect asynchronously (NOTES-hosts)
@@ -314,11 +319,45 @@ class Probe:
     def wait_for_shot(self) -> Any:
         if not SHOT_DONE.exists():
             return None
+        if "cmyk_history_added" not in self.out and "error" not in self.out:
+            return self.open_cmyk
         self.timer.stop()
         for doc in Krita.instance().documents():
             doc.setModified(False)
         Krita.instance().action("file_quit").trigger()
         return None
+
+
+    def open_cmyk(self) -> Any:
+        """After the screenshot: a CMYK document in its own view, the photo in it."""
+        app = Krita.instance()
+        data, w, h = self.photo_bgra()
+        doc = app.createDocument(w, h, "cmyk", "CMYKA", "U8", "", 72.0)
+        app.activeWindow().addView(doc)
+        node = doc.createNode("Photo", "paintlayer")
+        node.setColorSpace("RGBA", "U8", "sRGB-elle-V2-srgbtrc.icc")
+        node.setPixelData(QByteArray(data), 0, 0, w, h)
+        doc.rootNode().addChildNode(node, None)
+        doc.setActiveNode(node)
+        doc.waitForDone()
+        self.cmyk_doc, self.cmyk_node = doc, node
+        return self.apply_cmyk
+
+    def apply_cmyk(self) -> Any:
+        """Apply there: converted in a scratch document, so still ONE entry in the history."""
+        import portrait_style_krita
+
+        before = self.history_texts()
+        portrait_style_krita.apply(self.cmyk_doc, self.cmyk_node, STYLE)
+        self.cmyk_doc.waitForDone()
+        self.cmyk_before = before
+        return self.check_cmyk
+
+    def check_cmyk(self) -> Any:
+        after = self.history_texts()
+        self.out["cmyk_history_added"] = after[len(self.cmyk_before):]
+        self.cmyk_doc.setModified(False)
+        return self.wait_for_shot
 
 
 class ProbeExtension(Extension):  # type: ignore[misc]
