@@ -118,8 +118,8 @@ def score_photo(segmenter, name: str, photo: np.ndarray, truth: np.ndarray | Non
         row[f"{label}_iou"] = iou(mask >= 0.5, target)
         row[f"{label}_grey"] = grey_share(mask, target)
         row[f"{label}_ms"] = seconds * 1000
-        row["reframed"] = float(framed)
         masks.append(mask)
+    row["reframed"] = float(framed)  # the last pass is the default, reframing on
     print(f"{name[:44]:44s} " + " ".join(
         f"{row[k]:6.3f}" for k in ("mediapipe_iou", "mediapipe_grey", "off_iou", "off_grey",
                                    "on_iou", "on_grey"))
