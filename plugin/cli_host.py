@@ -52,6 +52,7 @@ EXIT_INPUT = 3
 EXIT_UNREACHABLE = 4
 EXIT_DAEMON = 5
 EXIT_OUTPUT = 6
+EXIT_UNSAFE_FOLDER = paths.UNSAFE_FOLDER_EXIT
 EXIT_CANCELLED = 130
 
 EXIT_CODES: dict[int, str] = {
@@ -62,6 +63,8 @@ EXIT_CODES: dict[int, str] = {
     EXIT_UNREACHABLE: "no daemon answered, or one could not be started",
     EXIT_DAEMON: "the daemon refused or failed the job",
     EXIT_OUTPUT: "an output file could not be written",
+    EXIT_UNSAFE_FOLDER: "this user's private folder for the daemon's socket is a link, another "
+                        "user's, or open to others (the message says how to fix it)",
     EXIT_CANCELLED: "cancelled with Ctrl-C (the job is cancelled on the daemon too)",
 }
 
@@ -358,6 +361,8 @@ def _exit_code(exc: BaseException | None) -> int:
     from .core import PlanError
     from .launcher import DaemonStartError
 
+    if isinstance(exc, paths.UnsafeFolderError):
+        return EXIT_UNSAFE_FOLDER
     if isinstance(exc, DaemonUnreachable | DaemonStartError):
         return EXIT_UNREACHABLE
     if isinstance(exc, DaemonError | ProtocolError | PlanError):
@@ -473,6 +478,11 @@ def main(args: argparse.Namespace) -> int:
             progress.close()
         print("portrait-style: cancelled", file=sys.stderr)
         return EXIT_CANCELLED
+    except paths.UnsafeFolderError as exc:
+        if progress is not None:
+            progress.close()
+        print(_PROG_ERROR + str(exc), file=sys.stderr)
+        return EXIT_UNSAFE_FOLDER
     except Exception as exc:  # the promise is one clear line, even for our own bugs
         if progress is not None:
             progress.close()
