@@ -38,6 +38,7 @@ from .core import (
     parse_params,
 )
 from .document import LayerInfo
+from .image_header import MAX_STYLE_PIXELS
 from .imageio import ImageReadError, ImageWriteError, load_image, load_mask
 from .job import Connection, Job, JobEvent, JobState
 from .progress import ProgressBar
@@ -320,8 +321,8 @@ def _load_inputs(args: argparse.Namespace) -> _Inputs:
         raise CliError(str(exc), EXIT_USAGE) from exc
     _check_outputs_spare(content_path, args.out)
     try:
-        content = load_image(content_path)
-        style = load_image(style_path)
+        content = load_image(content_path, what="photo")
+        style = load_image(style_path, max_pixels=MAX_STYLE_PIXELS, what="style painting")
         mask = (load_mask(resolve_input(args.mask), (content.shape[1], content.shape[0]))
                 if args.mask else None)
     except ImageReadError as exc:
