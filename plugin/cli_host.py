@@ -67,6 +67,8 @@ EXIT_CODES: dict[int, str] = {
     EXIT_UNSAFE_FOLDER: "this user's private folder for the daemon's socket is a link, another "
                         "user's, or open to others (the message says how to fix it)",
     EXIT_CANCELLED: "cancelled with Ctrl-C (the job is cancelled on the daemon too)",
+    129: "stopped by SIGHUP (the terminal closed); no output file left half-written",
+    143: "stopped by SIGTERM; no output file left half-written",
 }
 
 ENGINES = ("auto", "magenta", "sanet", "noop")
@@ -272,25 +274,51 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
+class _Stopped(BaseException):
+    """SIGTERM or SIGHUP arrived: unwind (every ``finally`` removes its temporary files).
+
+    A ``BaseException`` like ``KeyboardInterrupt``, so no ``except Exception`` on
+    the way (the job's own) mistakes it for a failure of the job.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+#: signals that stop the command like Ctrl-C twice: at once, leaving no partial file
+_STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP")
+                      if hasattr(signal, name))
+
+
 @contextmanager
-def _sigint_cancels(cancel: threading.Event, progress: ProgressBar | None) -> Iterator[None]:
-    """First Ctrl-C asks the daemon to cancel; a second one interrupts at once."""
+def _signals_handled(cancel: threading.Event, writing: threading.Event,
+                     progress: ProgressBar | None) -> Iterator[None]:
+    """First Ctrl-C asks the daemon to cancel; a second one, or one while the files are
+    written, interrupts at once; SIGTERM and SIGHUP interrupt at once. Interrupting
+    unwinds through ``write_outputs``, which removes its temporary files."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
-    def handler(signum: int, frame: Any) -> None:
-        if cancel.is_set():
+    def on_sigint(signum: int, frame: Any) -> None:
+        if cancel.is_set() or writing.is_set():
             raise KeyboardInterrupt
         cancel.set()
         if progress is not None:
             progress.message("portrait-style: cancelling… (Ctrl-C again to quit at once)")
 
-    previous = signal.signal(signal.SIGINT, handler)
+    def on_stop(signum: int, frame: Any) -> None:
+        raise _Stopped(signum)
+
+    previous = {signal.SIGINT: signal.signal(signal.SIGINT, on_sigint)}
+    for signum in _STOP_SIGNALS:
+        previous[signum] = signal.signal(signum, on_stop)
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 @dataclass
@@ -376,7 +404,7 @@ def _exit_code(exc: BaseException | None) -> int:
 
 
 def _run(args: argparse.Namespace, progress: ProgressBar | None,
-         cancel: threading.Event) -> int:
+         cancel: threading.Event, writing: threading.Event) -> int:
     inputs = _load_inputs(args)  # file errors need no daemon
     connection = _connection(args)
     params = inputs.options.params()
@@ -420,6 +448,7 @@ def _run(args: argparse.Namespace, progress: ProgressBar | None,
               f"another installation ({theirs}); 'portrait-style stop' replaces it with this "
               "one's", file=sys.stderr)
     document = FileDocument(inputs.content_path, inputs.content, args.out)
+    writing.set()  # from here Ctrl-C stops at once: there is no job left to cancel
     try:
         document.add_result_group(job.plan, inputs.content_path)
     except ImageWriteError as exc:
@@ -460,11 +489,11 @@ def _report(job: Job, document: FileDocument, connection: Connection) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run ``stylize``; every failure is one ``portrait-style: error:`` line + exit code."""
-    cancel = threading.Event()
+    cancel, writing = threading.Event(), threading.Event()
     progress = None if args.quiet else ProgressBar(sys.stderr)
     try:
-        with _sigint_cancels(cancel, progress):
-            return _run(args, progress, cancel)
+        with _signals_handled(cancel, writing, progress):
+            return _run(args, progress, cancel, writing)
     except CliError as exc:
         if progress is not None:
             progress.close()
@@ -479,6 +508,13 @@ def main(args: argparse.Namespace) -> int:
             progress.close()
         print("portrait-style: cancelled", file=sys.stderr)
         return EXIT_CANCELLED
+    except _Stopped as stopped:
+        if progress is not None:
+            progress.close()
+        name = signal.Signals(stopped.signum).name
+        print(f"portrait-style: stopped by {name}; no output file was written or left "
+              "half-written", file=sys.stderr)
+        return 128 + stopped.signum
     except paths.UnsafeFolderError as exc:
         if progress is not None:
             progress.close()
