@@ -61,7 +61,8 @@ EXIT_CODES: dict[int, str] = {
     EXIT_INTERNAL: "unexpected internal error (a bug: please report it)",
     EXIT_USAGE: "invalid arguments (including --param)",
     EXIT_INPUT: "an input file (content, style, mask) is missing or unreadable",
-    EXIT_UNREACHABLE: "no daemon answered, or one could not be started",
+    EXIT_UNREACHABLE: "no daemon answered or one could not be started, or it was stopped "
+                      "or crashed during the job",
     EXIT_DAEMON: "the daemon refused or failed the job",
     EXIT_OUTPUT: "an output file could not be written",
     EXIT_UNSAFE_FOLDER: "this user's private folder for the daemon's socket is a link, another "
@@ -386,13 +387,13 @@ def _connection(args: argparse.Namespace) -> Connection:
 
 
 def _exit_code(exc: BaseException | None) -> int:
-    from ..protocol.errors import DaemonError, DaemonUnreachable, ProtocolError
+    from ..protocol.errors import DaemonError, DaemonStopped, DaemonUnreachable, ProtocolError
     from .core import PlanError
     from .launcher import DaemonStartError
 
     if isinstance(exc, paths.UnsafeFolderError):
         return EXIT_UNSAFE_FOLDER
-    if isinstance(exc, DaemonUnreachable | DaemonStartError):
+    if isinstance(exc, DaemonUnreachable | DaemonStartError | DaemonStopped):
         return EXIT_UNREACHABLE
     if isinstance(exc, DaemonError | ProtocolError | PlanError):
         return EXIT_DAEMON
