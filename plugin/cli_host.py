@@ -162,9 +162,20 @@ def _check_out_dir(out_dir: Path) -> None:
     if existing is not None and not existing.is_dir():
         raise CliError(f"--out {str(out_dir)!r} is inside {str(existing)!r}, which is a file",
                        EXIT_OUTPUT)
+    if existing is not None and _read_only_file_system(existing):
+        raise CliError(f"--out {str(out_dir)!r}: {str(existing)!r} is on a read-only file "
+                       "system; choose a folder on a writable disk", EXIT_OUTPUT)
     if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
         raise CliError(f"--out {str(out_dir)!r}: no permission to write in {str(existing)!r}",
                        EXIT_OUTPUT)
+
+
+def _read_only_file_system(folder: Path) -> bool:
+    """Whether ``folder`` is on a file system mounted read-only (not a permission matter)."""
+    try:
+        return bool(os.statvfs(folder).f_flag & getattr(os, "ST_RDONLY", 0))
+    except (OSError, AttributeError):
+        return False
 
 
 def _check_outputs_spare(content: Path, out_dir: Path) -> None:
