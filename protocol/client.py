@@ -411,7 +411,7 @@ class DaemonClient:
                 # gone, and nothing it sent is still on the way: it died without a word
                 # (a daemon that is stopped says so first: DaemonStopped)
                 self._reset()
-                raise DaemonGone(f"the daemon (pid {watch_pid}) ended while working on "
+                raise DaemonGone(f"the daemon (pid {watch_pid}) stopped while working on "
                                  "this job without a word (crashed or killed); the next try "
                                  "starts a fresh one")
             remaining = deadline - time.monotonic()
