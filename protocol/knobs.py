@@ -121,6 +121,9 @@ TABLE: tuple[Knob, ...] = (
     Knob("preserve_color", bool, {"background": False, "portrait": False}, False,
          "Preserve colour", "Keep the photo's colours and take only the painting's texture",
          linked=True),
+    Knob("saturation", float, {"background": 1.0, "portrait": 1.0}, 1.0,
+         "saturation", "How vivid the {region}'s colours are: 0 = grey, 1 = as painted, "
+         "2 = twice as saturated", high=2.0),
     Knob("structure", float, {"background": 0.0, "portrait": 0.0}, 0.0,
          "structure", "How much of the photo's edges the {region} keeps under the painted "
          "colours, 0 = off", advanced=True),

@@ -236,3 +236,32 @@ def test_options_from_a_dialog_built_from_the_table_equal_the_old_keywords() -> 
     assert asdict(old.params())["regions"]["portrait"] == {
         "strength": 0.5, "likeness": 0.6, "stroke_size": 2.0, "preserve_color": True}
 
+
+def test_saturation_scales_the_colours_of_its_region_only(samples, selfie) -> None:
+    """The knob added through the table alone: grey at 0, the painting's colours at 1."""
+    from portrait_style.daemon.color import rgb_to_ycbcr
+    from portrait_style.daemon.jobspec import JobContext, StylizeJob
+    from portrait_style.daemon.pipeline import PortraitPipeline
+    from portrait_style.daemon.regions import resolve_regions
+
+    pipe = PortraitPipeline(_engine("magenta"), selfie, max_working_pixels=160 * 160)
+    photo, style = samples
+
+    def layers(**params: str) -> dict[str, np.ndarray]:
+        regions = resolve_regions("magenta", knobs.parse_params(
+            [f"{k.replace('__', '.')}={v}" for k, v in params.items()]))
+        job = StylizeJob(content=photo, style=style, style_key="starry", regions=regions,
+                         outputs=frozenset({"background", "portrait"}))
+        return pipe.run(job, JobContext()).layers
+
+    def chroma(image: np.ndarray) -> float:
+        import torch
+
+        rgb = torch.from_numpy(image.astype(np.float32) / 255).permute(2, 0, 1)[None]
+        return float(rgb_to_ycbcr(rgb)[:, 1:].abs().mean())
+
+    plain, grey = layers(), layers(background__saturation="0")
+    assert chroma(grey["background"]) < 0.004 < chroma(plain["background"])
+    assert np.array_equal(grey["portrait"], plain["portrait"])  # the other region untouched
+    vivid = layers(portrait__saturation="2")
+    assert chroma(vivid["portrait"]) > 1.5 * chroma(plain["portrait"])
