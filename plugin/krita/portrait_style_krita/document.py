@@ -412,6 +412,13 @@ class KritaDocument:
                 return node
         return None
 
+    def layer_above(self, ref: Any) -> Any | None:
+        parent = ref.parentNode() or self.doc.rootNode()
+        siblings = parent.childNodes()  # Krita lists the bottom node first
+        ids = [node.uniqueId() for node in siblings]
+        position = ids.index(ref.uniqueId())
+        return siblings[position + 1] if position + 1 < len(siblings) else None
+
     # ------------------------------------------------------------ selections
 
     def mask_from_selection(self, group: Any) -> None:
