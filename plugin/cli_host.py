@@ -25,7 +25,8 @@ import numpy as np
 
 from .. import paths
 from ..config import ConfigError, load_config, this_installation_config
-from ..protocol.constants import LAYER_NAMES, REGION_BOOL_KNOBS, REGION_FLOAT_KNOBS, TOKEN_ENV
+from ..protocol import knobs
+from ..protocol.constants import LAYER_NAMES, TOKEN_ENV
 from ..protocol.endpoints import ENDPOINT_ENV, configured_or_default
 from ..protocol.messages import Pixels
 from .core import (
@@ -207,7 +208,8 @@ def _outputs(values: list[str] | None) -> tuple[str, ...]:
 
 def _epilog() -> str:
     codes = "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
-    float_knobs = ", ".join(f"{k} ({lo:g}-{hi:g})" for k, (lo, hi) in REGION_FLOAT_KNOBS.items())
+    knob_lines = "\n".join(f"  {k.name:<15}{k.range_text():<10}"
+                           f"{k.tooltip.format(region='region')}" for k in knobs.TABLE)
     return (
         "Without --connect, this user's daemon is used (a Unix socket in the user's runtime\n"
         f"folder, or ${ENDPOINT_ENV}, or the config file's endpoint), or one is started\n"
@@ -219,9 +221,8 @@ def _epilog() -> str:
         "the bundled public-domain samples.\n"
         f"For a daemon that requires a token, set ${TOKEN_ENV}.\n\n"
         "region knobs for --param REGION.KNOB=VALUE (REGION: background or portrait):\n"
-        f"  numbers: {float_knobs}\n"
-        f"  on/off:  {', '.join(REGION_BOOL_KNOBS)}\n"
-        "  unset knobs keep the daemon's presets for the engine it runs.\n\n"
+        f"{knob_lines}\n"
+        "  unset knobs keep the daemon's defaults for the engine it runs.\n\n"
         f"exit status:\n{codes}"
     )
 
@@ -249,17 +250,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="with --connect: the daemon's CurveZMQ public key (server.key); "
                         "our own pair is keys/client/client.key_secret in the config "
                         "folder, or the config's client_key (see 'portrait-style keys')")
-    p.add_argument("--background-strength", type=float, metavar="F",
-                   help="style strength of the background pass, 0..1")
-    p.add_argument("--portrait-strength", type=float, metavar="F",
-                   help="style strength of the portrait pass, 0..1")
-    p.add_argument("--preserve-color", action="store_true",
-                   help="keep the photo's colours, take only the style's texture")
-    p.add_argument("--likeness", type=float, metavar="F",
-                   help="how much of the face's own detail the portrait keeps, 0..1")
-    p.add_argument("--stroke-size", type=float, metavar="F",
-                   help="the painting's brush size relative to the photo, 0.25..4 "
-                        "(1 = as painted, 2 = strokes twice as large)")
+    _add_knob_flags(p)
     p.add_argument("--whole-image", action="store_true",
                    help="plain transfer of the whole frame (for comparison)")
     p.add_argument("--param", action="append", default=[], metavar="REGION.KNOB=VALUE",
@@ -272,6 +263,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--feather", type=float, metavar="PX", dest="mask_feather",
                    help="soften the person mask's edge by PX pixels (Gaussian sigma; "
                         "default: the daemon's, 0); an artist's --mask is never changed")
+    p.add_argument("--preview", type=int, metavar="N",
+                   help="write only a preview: composite.png with long side N, the full "
+                        "result scaled down, computed at a fraction of the cost")
     p.add_argument("--max-working-pixels", type=int, metavar="N",
                    help="cap on the pixels the style network sees at once")
     p.add_argument("--engine", choices=ENGINES,
@@ -301,6 +295,25 @@ class _Stopped(BaseException):
 #: signals that stop the command like Ctrl-C twice: at once, leaving no partial file
 _STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP")
                       if hasattr(signal, name))
+
+
+def _add_knob_flags(p: argparse.ArgumentParser) -> None:
+    """A flag per knob-table control (``--portrait-strength F``, ``--preserve-color``…)."""
+    for control in knobs.controls(advanced=False):
+        text = control.tooltip.replace("%", "%%")
+        if control.kind is bool:
+            p.add_argument(f"--{control.name}", action="store_true", default=argparse.SUPPRESS,
+                           dest=f"knob_{control.attr}", help=text)
+        else:
+            p.add_argument(f"--{control.name}", type=float, metavar="F",
+                           default=argparse.SUPPRESS, dest=f"knob_{control.attr}",
+                           help=f"{text} (default: {control.default:g}, the daemon's)")
+
+
+def _knob_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The knob flags given, by control name."""
+    return {c.name: getattr(args, f"knob_{c.attr}", None)
+            for c in knobs.controls(advanced=False)}
 
 
 @contextmanager
@@ -351,11 +364,10 @@ def _load_inputs(args: argparse.Namespace) -> _Inputs:
         style_path = resolve_input(args.style)
         outputs = _outputs(args.outputs)
         options = StylizeOptions(
-            style_path=style_path, background_strength=args.background_strength,
-            portrait_strength=args.portrait_strength, preserve_color=args.preserve_color,
-            likeness=args.likeness, stroke_size=args.stroke_size, region_overrides=regions,
-            whole_image=args.whole_image, outputs=outputs,
-            max_working_pixels=args.max_working_pixels, mask_feather=args.mask_feather)
+            style_path=style_path, controls=_knob_flags(args), region_overrides=regions,
+            whole_image=args.whole_image, outputs=("composite",) if args.preview else outputs,
+            max_working_pixels=args.max_working_pixels, mask_feather=args.mask_feather,
+            preview=args.preview)
         options.params()  # every knob checked now, before a daemon is started
     except OptionError as exc:
         raise CliError(str(exc), EXIT_USAGE) from exc
