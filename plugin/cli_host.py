@@ -39,6 +39,7 @@ from .core import (
     parse_params,
 )
 from .document import LayerInfo
+from .image_header import MAX_STYLE_PIXELS
 from .imageio import ImageReadError, ImageWriteError, load_image, load_mask
 from .job import Connection, Job, JobEvent, JobState
 from .progress import ProgressBar
@@ -53,6 +54,7 @@ EXIT_INPUT = 3
 EXIT_UNREACHABLE = 4
 EXIT_DAEMON = 5
 EXIT_OUTPUT = 6
+EXIT_UNSAFE_FOLDER = paths.UNSAFE_FOLDER_EXIT
 EXIT_CANCELLED = 130
 
 EXIT_CODES: dict[int, str] = {
@@ -63,6 +65,8 @@ EXIT_CODES: dict[int, str] = {
     EXIT_UNREACHABLE: "no daemon answered, or one could not be started",
     EXIT_DAEMON: "the daemon refused or failed the job",
     EXIT_OUTPUT: "an output file could not be written",
+    EXIT_UNSAFE_FOLDER: "this user's private folder for the daemon's socket is a link, another "
+                        "user's, or open to others (the message says how to fix it)",
     EXIT_CANCELLED: "cancelled with Ctrl-C (the job is cancelled on the daemon too)",
 }
 
@@ -329,8 +333,8 @@ def _load_inputs(args: argparse.Namespace) -> _Inputs:
         raise CliError(str(exc), EXIT_USAGE) from exc
     _check_outputs_spare(content_path, args.out)
     try:
-        content = load_image(content_path)
-        style = load_image(style_path)
+        content = load_image(content_path, what="photo")
+        style = load_image(style_path, max_pixels=MAX_STYLE_PIXELS, what="style painting")
         mask = (load_mask(resolve_input(args.mask), (content.shape[1], content.shape[0]))
                 if args.mask else None)
     except ImageReadError as exc:
@@ -370,6 +374,8 @@ def _exit_code(exc: BaseException | None) -> int:
     from .core import PlanError
     from .launcher import DaemonStartError
 
+    if isinstance(exc, paths.UnsafeFolderError):
+        return EXIT_UNSAFE_FOLDER
     if isinstance(exc, DaemonUnreachable | DaemonStartError):
         return EXIT_UNREACHABLE
     if isinstance(exc, DaemonError | ProtocolError | PlanError):
@@ -485,6 +491,11 @@ def main(args: argparse.Namespace) -> int:
             progress.close()
         print("portrait-style: cancelled", file=sys.stderr)
         return EXIT_CANCELLED
+    except paths.UnsafeFolderError as exc:
+        if progress is not None:
+            progress.close()
+        print(_PROG_ERROR + str(exc), file=sys.stderr)
+        return EXIT_UNSAFE_FOLDER
     except Exception as exc:  # the promise is one clear line, even for our own bugs
         if progress is not None:
             progress.close()
