@@ -150,6 +150,20 @@ class FileDocument:
         return self.out_dir
 
 
+    def add_preview(self, plan: LayerPlan) -> Path:
+        """``--preview N``: the preview's composite as composite.png (nothing else)."""
+        import time
+
+        from .imageio import save_png
+
+        if plan.composite is None:
+            raise ImageWriteError("the daemon's preview holds no composite")
+        started = time.perf_counter()
+        self.written = [save_png(self.out_dir / "composite.png", plan.composite.to_array())]
+        self.timings["write_s"] = time.perf_counter() - started
+        return self.out_dir
+
+
 def output_names() -> tuple[str, ...]:
     return ("background.png", "portrait.png", "mask.png", "composite.png", "layers.ora")
 
@@ -474,7 +488,10 @@ def _run(args: argparse.Namespace, progress: ProgressBar | None,
     document = FileDocument(inputs.content_path, inputs.content, args.out)
     writing.set()  # from here Ctrl-C stops at once: there is no job left to cancel
     try:
-        document.add_result_group(job.plan, inputs.content_path)
+        if args.preview:
+            document.add_preview(job.plan)
+        else:
+            document.add_result_group(job.plan, inputs.content_path)
     except ImageWriteError as exc:
         raise CliError(str(exc), EXIT_OUTPUT) from exc
     if progress is not None:
