@@ -470,6 +470,22 @@ def test_host_krita_51_with_daemon_started_on_demand(tmp_path: Path) -> None:
     assert scenario((results, out), "selection")["mask_from_selection"]
     assert scenario((results, out), "u16")["portrait_matches_8bit_result"]
     assert scenario((results, out), "cancel")["layers_added"] == 0
+    # what the artist sees, in 5.1 as in 5.2: every Apply and re-run shows on the canvas
+    views = {"apply": main["view_apply"], "rerun": main["rerun"]["view"],
+             "reopened": main["reopened"]["view_on_open"],
+             "reopened_rerun": main["reopened"]["view_after_rerun"],
+             "moved": scenario((results, out), "moved")["view"],
+             "u16": scenario((results, out), "u16")["view"],
+             "selection": scenario((results, out), "selection")["view_added"]}
+    for space, entry in scenario((results, out), "other_models").items():
+        if "/" in space:
+            views[space] = entry.get("view", {"diff": None, "error": entry.get("error")})
+    print("Krita 5.1, seen vs composed:", {k: v.get("diff") for k, v in views.items()})
+    for moment, view in views.items():
+        assert view["diff"] is not None and view["diff"] <= SEEN_LEVELS < view["vs_photo"], (
+            moment, view)
+    assert main["thumbnail_vs_view"] <= SEEN_LEVELS
+    assert scenario((results, out), "cancel")["view_unchanged"]
 
 
 # ------------------------------------------------------------------------------- GUI
