@@ -43,6 +43,7 @@ from .core import (
 )
 from .document import Document
 from .explain import explain
+from .image_header import MAX_IMAGE_PIXELS, ImageTooLarge, check_size, header_size
 from .pixels import drop_alpha
 from .record import JobRecord, RecordError, file_sha256
 
@@ -241,6 +242,12 @@ def _load_style(style_path: Path | None, load_style: StyleLoader) -> tuple[Path,
     path = Path(style_path).expanduser()
     if not path.is_file():
         raise OptionError(f"the style painting {str(path)!r} does not exist (moved or deleted?)")
+    size = header_size(path)  # before the editor's loader decodes a pixel of it
+    if size is not None:
+        try:
+            check_size(path, *size, MAX_IMAGE_PIXELS, "style painting")
+        except ImageTooLarge as exc:
+            raise OptionError(str(exc)) from None
     return path, drop_alpha(load_style(path))  # a painting's transparency means nothing here
 
 
