@@ -6,7 +6,7 @@ What it does, in order (``--dry-run`` lists exactly these steps):
    (``~/.local/share/portrait-style/venv``);
 2. PyTorch into it — the CUDA build where an NVIDIA GPU is present (about
    5 GB installed), otherwise the CPU-only build from PyTorch's CPU wheel index
-   (about 200 MB download), falling back to the default build when that index
+   (about 190 MB download), falling back to the default build when that index
    cannot be reached (``--torch SPEC`` / ``--torch-index URL`` or
    ``$PORTRAIT_STYLE_TORCH`` override it). pip shows its own progress and sizes;
 3. portrait-style itself, from this folder;
@@ -68,12 +68,12 @@ from portrait_style.sandbox import SERVICE_NAME, override_command  # noqa: E402
 
 MANIFEST_NAME = "install.json"
 DEFAULT_TORCH = "torch torchvision"
-#: PyTorch's CPU-only wheels (~200 MB instead of ~5 GB of CUDA libraries)
+#: PyTorch's CPU-only wheels (~190 MB instead of ~5 GB with the CUDA libraries)
 CPU_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
 CPU_INDEX_ENV = "PORTRAIT_STYLE_TORCH_CPU_INDEX"
 #: what the set-up downloads, for the messages (measured: see README)
-SIZES = {"cuda": "about 3 GB to download, 5 GB installed",
-         "cpu": "about 200 MB to download, 1 GB installed"}
+SIZES = {"cuda": "several GB to download, about 5 GB installed",
+         "cpu": "about 190 MB to download, 700 MB installed"}
 #: the Flatpak sandbox permission that shows the daemon's socket folder to an app
 XDG_RUN_FILESYSTEM = f"xdg-run/{paths.APP_NAME}"
 

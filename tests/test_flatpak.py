@@ -41,6 +41,10 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "tests" / "gimp_scripts" / "flatpak.py"
 SAMPLES = REPO / "portrait_style" / "samples"
 APP = "org.gimp.GIMP"
+KRITA_APP = "org.kde.krita"
+KRITA_SCRIPTS = REPO / "tests" / "krita_scripts"
+#: each app's runtime ref (Flathub's), laid out with the chroot's /usr as its files
+RUNTIMES = {APP: "org.gnome.Platform/x86_64/49", KRITA_APP: "org.kde.Platform/x86_64/5.15-24.08"}
 UID = os.getuid()
 EDITORS = Path("/var/tmp/portrait-style-editors")
 
@@ -80,23 +84,23 @@ class Artist:
     install_output: str
     binary: str = ""
     version: str = ""
+    app: str = APP
 
     @property
     def var(self) -> Path:
-        return self.home / ".var" / "app" / APP
+        return self.home / ".var" / "app" / self.app
 
     def overrides(self) -> str:
-        path = Path(self.env["FLATPAK_USER_DIR"]) / "overrides" / APP
+        path = Path(self.env["FLATPAK_USER_DIR"]) / "overrides" / self.app
         return path.read_text() if path.exists() else ""
 
 
-def _flatpak_layout(base: Path, runtime_usr: Path) -> Path:
-    """A per-user Flatpak installation holding org.gimp.GIMP on a runtime (the chroot's /usr)."""
-    ref = "org.gnome.Platform/x86_64/49"
-    active = base / "app" / APP / "current" / "active"
+def _flatpak_layout(base: Path, runtime_usr: Path, app: str) -> Path:
+    """A per-user Flatpak installation holding ``app`` on a runtime (the chroot's /usr)."""
+    ref = RUNTIMES[app]
+    active = base / "app" / app / "current" / "active"
     (active / "files").mkdir(parents=True)
-    (active / "metadata").write_text(f"[Application]\nname={APP}\nruntime={ref}\n"
-                                     "command=gimp\n")
+    (active / "metadata").write_text(f"[Application]\nname={app}\nruntime={ref}\n")
     runtime = base / "runtime" / ref / "active"
     runtime.mkdir(parents=True)
     (runtime / "files").symlink_to(runtime_usr)
@@ -118,22 +122,22 @@ def _light_venv(venv: Path) -> None:
     script.chmod(0o755)
 
 
-def _install(tmp: Path, root: Path) -> Artist:
+def _install(tmp: Path, root: Path, app: str = APP) -> Artist:
     home = tmp / "artist"
-    (home / ".var" / "app" / APP).mkdir(parents=True)
+    (home / ".var" / "app" / app).mkdir(parents=True)
     host_run = tmp / "host-run"
     host_run.mkdir(mode=0o700)
     env = {"HOME": str(home), "LANG": "C.UTF-8", "XDG_RUNTIME_DIR": str(host_run),
            "PATH": f"{Path(sys._base_executable).parent}:/usr/bin:/bin",
-           "FLATPAK_USER_DIR": str(_flatpak_layout(tmp / "flatpak", root / "usr")),
+           "FLATPAK_USER_DIR": str(_flatpak_layout(tmp / "flatpak", root / "usr", app)),
            "FLATPAK_SYSTEM_DIR": str(tmp / "no-system-flatpak"),
            "PORTRAIT_STYLE_WEIGHTS_CACHE": os.environ["PORTRAIT_STYLE_WEIGHTS_CACHE"]}
     _light_venv(home / ".local" / "share" / "portrait-style" / "venv")
     done = subprocess.run([sys.executable, str(REPO / "installer" / "install.py"),
-                           "--editors-only", "--hosts", "gimp"], capture_output=True, text=True,
-                          env=env, timeout=600)
+                           "--editors-only", "--hosts", "gimp" if app == APP else "krita"],
+                          capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return Artist(home, root, host_run, env, done.stdout)
+    return Artist(home, root, host_run, env, done.stdout, app=app)
 
 
 @pytest.fixture(scope="module", params=_roots())
@@ -174,8 +178,10 @@ def host_daemon(artist: Artist) -> Iterator[str]:
             proc.kill()
 
 
-def _sandbox_argv(artist: Artist, argv: list[str], *, flatpak_info: Path) -> list[str]:
-    """bubblewrap shaped like ``flatpak run org.gimp.GIMP`` (see the module docstring)."""
+def _sandbox_argv(artist: Artist, argv: list[str], *, flatpak_info: Path,
+                  extra_env: dict[str, str] | None = None,
+                  read_only: tuple[Path, ...] = ()) -> list[str]:
+    """bubblewrap shaped like ``flatpak run APP`` (see the module docstring)."""
     var = artist.var
     run = f"/run/user/{UID}"
     cmd = ["bwrap", "--ro-bind", str(artist.root / "usr"), "/usr",
@@ -186,16 +192,25 @@ def _sandbox_argv(artist: Artist, argv: list[str], *, flatpak_info: Path) -> lis
            "--dir", run, "--chmod", "0700", run,
            "--bind", str(artist.home), str(artist.home),
            "--ro-bind", str(flatpak_info), "/.flatpak-info"]
+    for folder in read_only:
+        cmd += ["--ro-bind", str(folder), str(folder)]
     if "xdg-run/portrait-style" in artist.overrides():  # what flatpak does with the override
         cmd += ["--bind", str(artist.host_run / "portrait-style"), f"{run}/portrait-style"]
     env = {"HOME": str(artist.home), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8",
            "XDG_CONFIG_HOME": str(var / "config"), "XDG_DATA_HOME": str(var / "data"),
            "XDG_CACHE_HOME": str(var / "cache"), "XDG_RUNTIME_DIR": run,
-           "FLATPAK_ID": APP, editors.RESULT_ENV: str(artist.home / editors.RESULT_NAME)}
+           "FLATPAK_ID": artist.app, editors.RESULT_ENV: str(artist.home / editors.RESULT_NAME),
+           **(extra_env or {})}
     cmd += ["--clearenv", "--unshare-pid", "--die-with-parent"]
     for key, value in env.items():
         cmd += ["--setenv", key, value]
     return [*cmd, *argv]
+
+
+def _flatpak_info(artist: Artist) -> Path:
+    info = artist.home / "flatpak-info"
+    info.write_text(f"[Application]\nname={artist.app}\nruntime=runtime/{RUNTIMES[artist.app]}\n")
+    return info
 
 
 def _gimp_apply(artist: Artist, binary: str, name: str) -> dict:
@@ -210,9 +225,7 @@ def _gimp_apply(artist: Artist, binary: str, name: str) -> dict:
               "style": str(artist.home / "starry_night.png"), "out": str(out)}
     code = artist.home / "batch.py"
     code.write_text(f"PARAMS = {json.dumps(params)}\n" + SCRIPT.read_text())
-    info = artist.home / "flatpak-info"
-    info.write_text(f"[Application]\nname={APP}\nruntime=runtime/org.gnome.Platform/x86_64/49"
-                    "\n")
+    info = _flatpak_info(artist)
     (artist.home / editors.RESULT_NAME).unlink(missing_ok=True)
     argv = [binary, "-i", "--batch-interpreter=python-fu-eval",
             "-b", f"exec(open({str(code)!r}).read())", "--quit"]
@@ -297,3 +310,46 @@ def test_in_the_sandbox_the_artist_reads_the_sandbox_and_the_one_fix(artist: Art
     assert (f"flatpak override --user --filesystem=xdg-run/portrait-style {APP}"
             in report["error"]), report
     assert "Run the installer" not in report["error"], "no wrong advice inside a sandbox"
+
+
+@pytest.fixture(scope="module")
+def krita_artist(tmp_path_factory: pytest.TempPathFactory) -> Artist:
+    root = _need(editors.editor_root())
+    return _install(tmp_path_factory.mktemp("flatpak-krita"), root, KRITA_APP)
+
+
+@pytest.mark.editors
+@pytest.mark.slow
+def test_flatpak_krita_gets_a_result_from_the_host_daemon(krita_artist: Artist) -> None:
+    """Krita from Flathub: the installed plug-in in kritarunner inside the sandbox."""
+    artist = krita_artist
+    pykrita = artist.var / "data" / "krita" / "pykrita"
+    manifest = json.loads((pykrita / "portrait_style_krita" / "INSTALLED.json").read_text())
+    assert manifest["python"]["version"] == _python_of(artist.root), "Krita's libpython, read"
+    assert "enable_portrait_style_krita=true" in (artist.var / "config" / "kritarc").read_text()
+    assert "filesystems=xdg-run/portrait-style;" in artist.overrides()
+    assert (artist.var / "config" / "portrait-style" / "config.json").exists()
+    out = artist.home / "kout"
+    out.mkdir()
+    photo = artist.home / "astronaut.jpg"
+    style = artist.home / "starry_night.jpg"
+    shutil.copy(SAMPLES / "astronaut.jpg", photo)
+    shutil.copy(SAMPLES / "starry_night.jpg", style)
+    env = {"QT_QPA_PLATFORM": "offscreen", "PYTHONPATH": f"{KRITA_SCRIPTS}:{pykrita}",
+           "KRITA_SUITE_ONLY": "main", "KRITA_SUITE_OUT": str(out),
+           "KRITA_SUITE_PHOTO": str(photo), "KRITA_SUITE_STYLE": str(style),
+           "KRITA_SUITE_SIZE": "128"}
+    argv = ["kritarunner", "-s", "headless_suite", "-f", "main"]
+    (artist.home / editors.RESULT_NAME).unlink(missing_ok=True)
+    with host_daemon(artist) as endpoint:
+        from portrait_style.plugin.launcher import probe
+
+        host_pid = (probe(endpoint) or {}).get("pid")
+        done = subprocess.run(["timeout", "400", *_sandbox_argv(
+            artist, argv, flatpak_info=_flatpak_info(artist), extra_env=env,
+            read_only=(KRITA_SCRIPTS,))], capture_output=True, text=True, timeout=420)
+    result = editors.load_result(artist.home, done)["main"]
+    assert result["ok"], result.get("traceback") or result
+    assert result["daemon_pid"] == host_pid, "the job ran in the host's daemon"
+    assert result["portrait_equals_job"] and result["mask_equals_job_mask"]
+    assert result["source_unchanged"]
