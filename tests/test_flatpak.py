@@ -122,9 +122,11 @@ def _light_venv(venv: Path) -> None:
     script.chmod(0o755)
 
 
-def _install(tmp: Path, root: Path, app: str = APP) -> Artist:
+def _prepare(tmp: Path, root: Path, app: str = APP) -> Artist:
+    """The artist's HOME with the app installed from Flathub and the product's environment."""
     home = tmp / "artist"
     (home / ".var" / "app" / app).mkdir(parents=True)
+    (home / ".config").mkdir()  # every desktop session has one
     host_run = tmp / "host-run"
     host_run.mkdir(mode=0o700)
     env = {"HOME": str(home), "LANG": "C.UTF-8", "XDG_RUNTIME_DIR": str(host_run),
@@ -133,11 +135,22 @@ def _install(tmp: Path, root: Path, app: str = APP) -> Artist:
            "FLATPAK_SYSTEM_DIR": str(tmp / "no-system-flatpak"),
            "PORTRAIT_STYLE_WEIGHTS_CACHE": os.environ["PORTRAIT_STYLE_WEIGHTS_CACHE"]}
     _light_venv(home / ".local" / "share" / "portrait-style" / "venv")
-    done = subprocess.run([sys.executable, str(REPO / "installer" / "install.py"),
-                           "--editors-only", "--hosts", "gimp" if app == APP else "krita"],
-                          capture_output=True, text=True, env=env, timeout=600)
+    return Artist(home, root, host_run, env, "", app=app)
+
+
+def _run_installer(artist: Artist, *args: str) -> subprocess.CompletedProcess[str]:
+    host = "gimp" if artist.app == APP else "krita"
+    argv = list(args) or ["--editors-only", "--hosts", host]
+    done = subprocess.run([sys.executable, str(REPO / "installer" / "install.py"), *argv],
+                          capture_output=True, text=True, env=artist.env, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return Artist(home, root, host_run, env, done.stdout, app=app)
+    return done
+
+
+def _install(tmp: Path, root: Path, app: str = APP) -> Artist:
+    artist = _prepare(tmp, root, app)
+    artist.install_output = _run_installer(artist).stdout
+    return artist
 
 
 @pytest.fixture(scope="module", params=_roots())
@@ -353,3 +366,39 @@ def test_flatpak_krita_gets_a_result_from_the_host_daemon(krita_artist: Artist) 
     assert result["daemon_pid"] == host_pid, "the job ran in the host's daemon"
     assert result["portrait_equals_job"] and result["mask_equals_job_mask"]
     assert result["source_unchanged"]
+
+
+def _tree(root: Path, skip: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): "dir" if p.is_dir() else p.read_bytes().hex()[:64]
+            for p in sorted(root.rglob("*")) if not p.is_relative_to(skip)}
+
+
+@pytest.mark.editors
+@pytest.mark.slow
+def test_doctor_checks_the_flatpak_access_and_uninstall_takes_it_back(tmp_path: Path) -> None:
+    root = _need(editors.editor_root())
+    artist = _prepare(tmp_path, root)
+    venv = artist.home / ".local" / "share" / "portrait-style"  # made by the test, not the install
+    before = _tree(artist.home, venv)
+    _run_installer(artist)
+    doctor = subprocess.run([str(venv / "venv" / "bin" / "portrait-style"), "doctor",
+                             "--no-daemon"], capture_output=True, text=True, env=artist.env,
+                            timeout=300)
+    lines = [line for line in doctor.stdout.splitlines() if "(flatpak)" in line]
+    assert lines and not any("FAIL" in line for line in lines), doctor.stdout
+    assert any(f"the Flatpak {APP} may see the daemon's socket folder" in line
+               for line in lines), doctor.stdout
+    overrides = Path(artist.env["FLATPAK_USER_DIR"]) / "overrides" / APP
+    granted = overrides.read_text()
+    overrides.write_text(granted.replace("xdg-run/portrait-style;", ""))
+    doctor = subprocess.run([str(venv / "venv" / "bin" / "portrait-style"), "doctor",
+                             "--no-daemon"], capture_output=True, text=True, env=artist.env,
+                            timeout=300)
+    assert doctor.returncode == 1
+    assert f"fix: flatpak override --user --filesystem=xdg-run/portrait-style {APP}" \
+        in doctor.stdout, doctor.stdout
+    overrides.write_text(granted)
+
+    _run_installer(artist, "--uninstall")
+    assert _tree(artist.home, venv) == before, "HOME as before the install"
+    assert not overrides.exists(), "the one override entry was all the file held"
