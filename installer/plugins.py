@@ -42,7 +42,8 @@ CORE_MODULES: dict[str, tuple[str, ...]] = {
     "portrait_style": ("__init__.py", "paths.py", "config.py", "sandbox.py"),
     "portrait_style.protocol": ("*",),  # the whole wire package is editor-safe by rule
     "portrait_style.plugin": ("__init__.py", "core.py", "pixels.py", "record.py", "document.py",
-                              "job.py", "explain.py", "launcher.py", "contract.py", "wire.py"),
+                              "job.py", "explain.py", "launcher.py", "contract.py", "wire.py",
+                              "stages.py", "image_header.py"),
 }
 #: the wire libraries' requirements for vendoring (pyzmq 26 has cp310–cp313 wheels)
 WIRE_REQUIREMENTS = ("pyzmq>=26,<28", "msgpack>=1.0")
