@@ -29,7 +29,7 @@ PACKAGES=(
     krita python3-pyqt5 python3-pyqt5.sip
     xvfb x11-apps xauth dbus fonts-dejavu-core
 )
-HOST_TOOLS=(debootstrap zstd)
+HOST_TOOLS=(debootstrap zstd bwrap)  # bwrap: Debian package bubblewrap (Flatpak-shaped tests)
 DEFAULT_MIRROR=http://deb.debian.org/debian
 
 log() { printf '[editors-chroot] %s\n' "$*" >&2; }
@@ -44,7 +44,7 @@ is_debian13() {
 ensure_host_tools() {
     local missing=() tool
     for tool in "${HOST_TOOLS[@]}"; do
-        command -v "$tool" >/dev/null || missing+=("$tool")
+        command -v "$tool" >/dev/null || missing+=("${tool/#bwrap/bubblewrap}")
     done
     ((${#missing[@]} == 0)) && return 0
     log "installing host tools: ${missing[*]}"
