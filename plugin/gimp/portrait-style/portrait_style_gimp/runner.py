@@ -33,10 +33,12 @@ from gi.repository import Gimp, Gio  # noqa: E402
 
 from . import recent  # noqa: E402
 from ._core.plugin import job as jobs  # noqa: E402
-from ._core.plugin.core import StylizeOptions  # noqa: E402
+from ._core.plugin.core import OptionError, StylizeOptions  # noqa: E402
 from ._core.plugin.explain import explain  # noqa: E402
+from ._core.plugin.record import JobRecord  # noqa: E402
 from ._core.protocol.messages import Pixels  # noqa: E402
 from .document import GimpDocument, _read, check_image_mode  # noqa: E402
+from .style_file import check_complete  # noqa: E402
 
 __all__ = ["stylize", "rerun", "load_style", "run_with_progress"]
 
@@ -56,7 +58,11 @@ STAGE_WORDS = {
 
 
 def load_style(path: Path) -> Pixels:
-    """Decode the painting with GIMP's own loaders (any format GIMP opens), 8-bit RGB."""
+    """Decode the painting with GIMP's own loaders (any format GIMP opens), 8-bit RGB.
+
+    A JPEG or PNG that would load only partly is refused first (``style_file``).
+    """
+    check_complete(path)
     image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(str(path)))
     if image is None:
         raise OSError(0, "GIMP could not open it as an image", str(path))
@@ -147,22 +153,21 @@ def _layers(drawables: list[Any]) -> list[Any]:
     return layers
 
 
-def _finish(document: GimpDocument, job: jobs.Job) -> str | None:
-    """Apply a finished job (one undo step); a sentence when it did not finish."""
+def _problem(job: jobs.Job) -> str | None:
+    """The artist's sentence for a job that did not finish (None: it did).
+
+    GIMP's own Cancel kills this process, so a CANCELLED job here was stopped
+    by someone else (the daemon shutting down, another client): the core's
+    sentence says which; the fallback never claims the artist cancelled.
+    """
+    if job.state is jobs.JobState.DONE:
+        return None
+    if job.error:
+        return job.error
     if job.state is jobs.JobState.CANCELLED:
-        return "Cancelled; the image is unchanged."
-    if job.state is not jobs.JobState.DONE:
-        return job.error or "the job did not finish"
-    started = time.monotonic()
-    try:
-        jobs.apply(document, job)
-    except Exception as exc:
-        return explain(exc)
-    Gimp.progress_update(1.0)
-    _timing(f"layers applied in {time.monotonic() - started:.2f} s")
-    for notice in job.notices:
-        Gimp.message(f"Portrait Style: {notice}")
-    return None
+        return ("The daemon stopped the job before it finished; the image is unchanged. "
+                "Run Portrait Style again.")
+    return "The job did not finish; the image is unchanged."
 
 
 def _timing(text: str) -> None:
@@ -173,9 +178,15 @@ def _timing(text: str) -> None:
 
 
 def _run_all(image: Any, prepare: Any, targets: list[Any]) -> str | None:
-    """Prepare, run and apply one job per target inside one undo group."""
+    """Prepare and run one job per target, then apply them all in one undo step.
+
+    The image's undo group is opened only once every job is done: GIMP's
+    Cancel kills this process mid-job, and an undo group left open then makes
+    GIMP warn "left image undo in inconsistent state" and mark the untouched
+    image modified. Nothing is applied unless every job finished.
+    """
     document = GimpDocument(image, targets)
-    image.undo_group_start()
+    done: list[jobs.Job] = []
     try:
         for target in targets:
             started = time.monotonic()
@@ -187,14 +198,52 @@ def _run_all(image: Any, prepare: Any, targets: list[Any]) -> str | None:
             state = run_with_progress(job, target.get_name())
             _timing(f"layer and style read in {read - started:.2f} s, job {state.value} in "
                     f"{time.monotonic() - read:.2f} s")
-            problem = _finish(document, job)
+            problem = _problem(job)
             if problem:
                 return problem
+            done.append(job)
+        Gimp.progress_set_text("Portrait Style: adding the layers")
+        started = time.monotonic()
+        image.undo_group_start()
+        try:
+            for job in done:
+                jobs.apply(document, job)
+        except Exception as exc:
+            return explain(exc)
+        finally:
+            image.undo_group_end()
+        Gimp.progress_update(1.0)
+        _timing(f"layers applied in {time.monotonic() - started:.2f} s")
     finally:
-        image.undo_group_end()
         Gimp.progress_end()
         Gimp.displays_flush()
+    for job in done:
+        for notice in job.notices:
+            Gimp.message(f"Portrait Style: {notice}")
     return None
+
+
+def _sources(document: GimpDocument, layers: list[Any]) -> list[Any]:
+    """The layers to restyle: a result group, or a layer in one, stands for its source.
+
+    Restyling an already styled layer (and nesting a group in the group) is never
+    what the artist means; a group whose source is gone is refused in words.
+    """
+    out: list[Any] = []
+    for layer in layers:
+        group = document.result_group_of(layer)
+        if group is not None:
+            record = JobRecord.from_json(document.read_record(group))
+            source = document.find_layer(record.source_id) if record.source_id else None
+            if source is None:
+                raise OptionError(
+                    f"'{layer.get_name()}' belongs to the result group '{group.get_name()}', "
+                    f"and the layer it was made from ('{record.source_name}') is gone; select "
+                    "a photo layer to restyle instead")
+            layer = source
+        if all(layer.get_id() != kept.get_id() for kept in out):
+            out.append(layer)
+    return out
 
 
 def stylize(image: Any, drawables: list[Any], config: Any) -> str | None:
@@ -210,6 +259,10 @@ def stylize(image: Any, drawables: list[Any], config: Any) -> str | None:
     layers = _layers(drawables)
     if not layers:
         return "Select the layer to restyle first (Portrait Style works on layers)."
+    try:
+        layers = _sources(GimpDocument(image, layers), layers)
+    except Exception as exc:
+        return explain(exc)
     connection = _connection(config)
 
     def prepare(document: GimpDocument, layer: Any) -> jobs.Job:
