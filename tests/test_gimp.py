@@ -658,6 +658,151 @@ def _crop_to_content(shot: Path) -> np.ndarray:
     return pixels[top:bottom, left:right]
 
 
+#: GIMP draws the layer's dashed boundary over the image's outermost pixels
+_EDGE = 4
+
+
+def _find_on_screen(screen: np.ndarray, picture: np.ndarray, tolerance: float = 3.0,
+                    ) -> tuple[int, int]:
+    """Top-left (y, x) where ``picture`` is shown at 100 % on ``screen`` (a canvas at 1:1).
+
+    Found by its inner part: the outermost ``_EDGE`` pixels carry GIMP's layer boundary.
+    """
+    picture = picture[_EDGE:-_EDGE, _EDGE:-_EDGE]
+    height, width = picture.shape[:2]
+    first = picture[0, 0].astype(np.int16)
+    near = np.abs(screen.astype(np.int16) - first).max(axis=2) <= tolerance
+    for y, x in np.argwhere(near):
+        if y + height > screen.shape[0] or x + width > screen.shape[1]:
+            continue
+        if _mean_diff(screen[y:y + 1, x:x + width], picture[:1]) > tolerance:
+            continue
+        if _mean_diff(screen[y:y + height, x:x + width], picture) <= tolerance:
+            return int(y) - _EDGE, int(x) - _EDGE
+    raise AssertionError("the picture is not on the screen at 100 %")
+
+
+def _gui_gimp(gimp: GimpHome, daemon: Daemon, tmp_path: Path, script: str,
+              params: dict[str, Any], binds: list[Path], display: str,
+              env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start GIMP's GUI on ``display`` running ``script`` as its batch code."""
+    home = gimp.home
+    profile = gimp.plugin_dir.parents[1]
+    (profile / "gimprc").write_text("(show-welcome-dialog no)\n")
+    settings = home / ".config" / "portrait-style"
+    settings.mkdir(parents=True, exist_ok=True)
+    (settings / "config.json").write_text(json.dumps({"endpoint": daemon.endpoint}))
+    code = f"PARAMS = {json.dumps(params)}\n" + (SCRIPTS / script).read_text()
+    batch = home / "gui_batch.py"
+    batch.write_text(code)
+    (home / editors.RESULT_NAME).unlink(missing_ok=True)
+    full_env = {**editors.isolated_env(home), "DISPLAY": display, **(env or {})}
+    argv = ["gimp", "--no-splash", "--batch-interpreter=python-fu-eval",
+            "-b", f"exec(open({str(batch)!r}).read())", "--quit"]
+    return editors.popen_in_editors(argv, env=full_env, binds=[home, tmp_path, *binds],
+                                    log=tmp_path / "gimp.log")
+
+
+def _wait_for(path: Path, proc: subprocess.Popen[bytes], log: Path, deadline: float) -> None:
+    while not path.exists():
+        assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
+        assert time.monotonic() < deadline, f"{path.name} never came"
+        time.sleep(0.1)
+
+
+@pytest.mark.editors
+@pytest.mark.slow
+def test_canvas_shows_apply_rerun_and_undo_in_gimps_gui(
+        gimp: GimpHome, daemon: Daemon, samples: dict[str, Path], tmp_path: Path) -> None:
+    """The real GUI under Xvfb: the canvas shows the photo, then after Apply the daemon's
+    composite (screenshots before and after); after a Re-run with an edited mask the new
+    composite; Ctrl+Z (real key presses) undoes the Re-run, then the Apply — the photo
+    again, unmodified. The flattened image is checked at every step."""
+    import x11_input
+
+    out = tmp_path / "canvas"
+    out.mkdir()
+    photo = samples["astronaut"]
+    params = {"content": str(photo), "style": str(samples["starry_night"]),
+              "endpoint": daemon.endpoint, "out": str(out)}
+    log = tmp_path / "gimp.log"
+    shots: dict[str, np.ndarray] = {}
+    with editors.xvfb_session(size="1280x800x24", log_dir=tmp_path / "x") as display:
+        proc = _gui_gimp(gimp, daemon, tmp_path, "canvas.py", params, [photo.parent], display)
+        try:
+            deadline = time.monotonic() + 240
+            with x11_input.XInput(display) as keys:
+                for step in ("photo", "apply", "rerun", "undo1"):
+                    _wait_for(out / f"{step}.ready", proc, log, deadline)
+                    time.sleep(1.5)  # let the canvas draw
+                    shot = tmp_path / f"screen-{step}.png"
+                    editors.screenshot(display, shot)
+                    shots[step] = np.asarray(Image.open(shot).convert("RGB"))
+                    if step == "photo":
+                        top, left = _find_on_screen(
+                            shots["photo"], np.asarray(Image.open(photo).convert("RGB")))
+                    if step in ("rerun", "undo1"):  # the artist's Ctrl+Z over the canvas
+                        keys.move(left + 40, top + 40)
+                        keys.chord("Control_L", "z")
+                        keys.move(1200, 760)  # off GIMP's window: no brush outline on the canvas
+                        time.sleep(1.0)
+                    (out / f"{step}.go").write_text("go\n")
+            result = tmp_path / "home-result.json"
+            _wait_for(gimp.home / editors.RESULT_NAME, proc, log, deadline)
+            shutil.copyfile(gimp.home / editors.RESULT_NAME, result)
+        finally:
+            editors.kill_tree(proc)
+    report = json.loads(result.read_text())
+    assert report["steps"]["apply"]["status"] == "success", report["steps"]
+    assert report["steps"]["rerun"]["status"] == "success", report["steps"]
+
+    def pixels(entry: dict[str, Any]) -> np.ndarray:
+        data = np.fromfile(out / entry["file"], np.uint8)
+        return data.reshape(entry["height"], entry["width"], entry["channels"])
+
+    source = pixels(report["photo"]["flat"])
+    expected = _daemon_answer(daemon, source, samples["starry_night"],
+                              outputs=["background", "portrait", "mask", "composite"])
+    composite = expected["composite"][..., :3]
+    assert np.array_equal(pixels(report["apply_mask"])[..., 0], expected["mask"])
+    assert _mean_diff(pixels(report["apply"]["flat"]), composite) <= 1.0
+    assert report["apply"]["layers"] == 2 and report["apply"]["dirty"]
+
+    # the canvas itself: where the photo was, the composite now is
+    height, width = source.shape[:2]
+
+    def canvas(step: str) -> np.ndarray:
+        return shots[step][top + _EDGE:top + height - _EDGE, left + _EDGE:left + width - _EDGE]
+
+    def inner(picture: np.ndarray) -> np.ndarray:
+        return picture[_EDGE:-_EDGE, _EDGE:-_EDGE]
+
+    before, after = canvas("photo"), canvas("apply")
+    assert _mean_diff(before, inner(source)) <= 3.0
+    assert _mean_diff(after, before) > 15, "the canvas changed"
+    assert _mean_diff(after, inner(composite)) <= 3.0, "the canvas shows the daemon's composite"
+    Image.fromarray(np.concatenate([before, after], axis=1)).save(tmp_path / "canvas.png")
+    if os.environ.get("PORTRAIT_STYLE_UPDATE_DOCS"):
+        Image.fromarray(shots["apply"][:610, :860]).save(REPO / "docs" / "gimp-canvas.png",
+                                                         optimize=True)
+
+    edited = pixels(report["edited_mask"])[..., 0]
+    again = _daemon_answer(daemon, source, samples["starry_night"], mask=edited,
+                           outputs=["portrait"])["portrait"]
+    rerun = _composite(again, expected["background"], edited)
+    assert _mean_diff(pixels(report["rerun"]["flat"]), rerun) <= 1.0
+    assert _mean_diff(canvas("rerun"), inner(rerun)) <= 3.0, "the canvas shows the re-run"
+    assert _mean_diff(canvas("undo1"), inner(undone := _composite(
+        expected["portrait"], expected["background"], edited))) <= 3.0
+
+    # one Ctrl+Z: the re-run is gone (the first Portrait, with the mask as edited)
+    assert report["undo1"]["layers"] == 2
+    assert _mean_diff(pixels(report["undo1"]["flat"]), undone) <= 1.0
+    # another: the Apply is gone, the photo is back and the image is as it was loaded
+    assert report["undo2"]["layers"] == 1 and not report["undo2"]["dirty"]
+    assert _mean_diff(pixels(report["undo2"]["flat"]), source) <= 1.0
+
+
 @pytest.mark.editors
 @pytest.mark.slow
 def test_dialog_in_gimps_gui_then_last_values(gimp: GimpHome, daemon: Daemon,
