@@ -363,6 +363,13 @@ def test_stylize_rerun_and_xcf_round_trip(gimp: GimpHome, daemon: Daemon,
     assert np.array_equal(run.pixels(after["layers"]["Portrait"]),
                           run.pixels(rerun["layers"]["Portrait"])), "only the Background is redone"
 
+    # the status bar reads as words, never the daemon's stage ids
+    stages = [line.split("progress: ", 1)[1] for line in run.proc.stderr.splitlines()
+              if line.startswith("portrait-style: progress: ")]
+    assert any(line.endswith(": painting") for line in stages), stages
+    assert any(line.endswith(": finding the person") for line in stages), stages
+    assert not [line for line in stages if re.search(r"transform|segment|encode_reply|_", line)]
+
     # scripts get a sentence, not a traceback, and the image is left as it was
     assert steps["no-style"]["status"] == "execution-error"
     assert "choose a style painting" in steps["no-style"]["error"]

@@ -41,7 +41,7 @@ from ._core.plugin.core import (  # noqa: E402
     SourceLayer,
 )
 from ._core.plugin.document import LayerInfo  # noqa: E402
-from ._core.plugin.record import RECORD_NAME, JobRecord, RecordError  # noqa: E402
+from ._core.plugin.record import RECORD_NAME  # noqa: E402
 from ._core.protocol.messages import Pixels  # noqa: E402
 
 __all__ = ["GimpDocument", "ROLE_PARASITE", "check_image_mode"]
@@ -226,46 +226,19 @@ class GimpDocument:
         _write(layer, pixels, "R'G'B'A u8" if pixels.channels == 4 else "R'G'B' u8")
         return layer
 
-    def _made_from(self, item: Any) -> str | None:
-        """The source id in ``item``'s record when it is a result group, else None."""
-        if not item.is_group():
-            return None
-        text = _parasite_text(item, RECORD_NAME)
-        if text is None:
-            return None
-        try:
-            return JobRecord.from_json(text).source_id
-        except RecordError:
-            return None
-
-    def _slot_above(self, source: Any) -> tuple[Any, int]:
-        """Where a new result of ``source`` goes: its parent, and the position on top of the
-        results already made from it that sit directly above it.
-
-        Directly above the source would put it *under* an earlier result, which covers it
-        completely: the artist would see nothing happen.
-        """
-        parent = source.get_parent()
-        siblings = parent.get_children() if parent is not None else self.image.get_layers()
-        ids = [item.get_id() for item in siblings]
-        position = ids.index(source.get_id())  # 0 is the top of the stack
-        source_id = str(source.get_tattoo())
-        while position > 0 and self._made_from(siblings[position - 1]) == source_id:
-            position -= 1
-        return parent, position
-
     def add_result_group(self, plan: LayerPlan, above: Any) -> Any:
-        """The group above ``above`` and its earlier results, visible, in one undo step.
+        """The group directly above ``above``, visible, in one undo step.
 
-        The Portrait layer is not cut by its mask.
+        ``above`` is the core's ``result_anchor``: the source, or the newest earlier
+        result of it, so the new group is never hidden under an old one. The
+        Portrait layer is not cut by its mask.
         """
         assert plan.record is not None
         image = self.image
-        parent, position = self._slot_above(above)
         image.undo_group_start()
         try:
             group = Gimp.GroupLayer.new(image, plan.group_name)
-            image.insert_layer(group, parent, position)
+            image.insert_layer(group, above.get_parent(), image.get_item_position(above))
             group.set_visible(True)
             group.set_blend_space(_PERCEPTUAL)
             group.set_composite_space(_PERCEPTUAL)

@@ -33,9 +33,9 @@ from gi.repository import Gimp, Gio  # noqa: E402
 
 from . import recent  # noqa: E402
 from ._core.plugin import job as jobs  # noqa: E402
-from ._core.plugin.core import OptionError, StylizeOptions  # noqa: E402
+from ._core.plugin.core import StylizeOptions  # noqa: E402
 from ._core.plugin.explain import explain  # noqa: E402
-from ._core.plugin.record import JobRecord  # noqa: E402
+from ._core.plugin.stages import describe  # noqa: E402
 from ._core.protocol.messages import Pixels  # noqa: E402
 from .document import GimpDocument, _read, check_image_mode  # noqa: E402
 from .style_file import check_complete  # noqa: E402
@@ -48,13 +48,6 @@ _PULSE_S = 0.1
 #: the daemon works at ≤ 1 MP of style (daemon/pipeline.py) and refuses > 16 MP; a big scan
 #: is scaled down on GIMP's private copy first, with room to spare, to keep the wire light
 STYLE_SEND_PIXELS = 2048 * 2048
-#: the daemon's stage names (SPEC.md, "progress") as the status bar says them; others as sent
-STAGE_WORDS = {
-    "sending": "sending the layer", "started": "started", "decode": "reading the pixels",
-    "segment": "finding the person", "encode": "studying the painting",
-    "transform": "painting", "stylize": "painting", "upsample": "bringing it to full size",
-    "compose": "composing", "encode_reply": "sending the layers back",
-}
 
 
 def load_style(path: Path) -> Pixels:
@@ -80,19 +73,8 @@ def load_style(path: Path) -> Pixels:
 
 
 def _stage_text(layer_name: str, event: jobs.JobEvent) -> str:
-    state = event.state
-    if state is jobs.JobState.CONNECTING:
-        what = "connecting to the daemon"
-    elif state is jobs.JobState.STARTING_DAEMON:
-        what = f"starting the daemon ({event.stage})" if event.stage else "starting the daemon"
-    elif state is jobs.JobState.QUEUED:
-        what = (f"waiting in the daemon's queue (position {event.position})"
-                if event.position is not None else "waiting in the daemon's queue")
-    elif state is jobs.JobState.DONE:
-        what = "adding the layers"
-    else:
-        what = STAGE_WORDS.get(event.stage, event.stage.replace("_", " ")) or state.value
-    return f"Portrait Style — {layer_name}: {what}"
+    """The status bar's line: the layer, then what is happening in words ("painting… 40 %")."""
+    return f"Portrait Style — {layer_name}: {describe(event)}"
 
 
 def run_with_progress(job: jobs.Job, layer_name: str) -> jobs.JobState:
@@ -102,7 +84,7 @@ def run_with_progress(job: jobs.Job, layer_name: str) -> jobs.JobState:
                               daemon=True)
     Gimp.progress_init(f"Portrait Style — {layer_name}")
     worker.start()
-    last_text = ""
+    last_text, last_words = "", ""
     while worker.is_alive() or not events.empty():
         try:
             event = events.get(timeout=_PULSE_S)
@@ -114,6 +96,10 @@ def run_with_progress(job: jobs.Job, layer_name: str) -> jobs.JobState:
         if text != last_text:
             Gimp.progress_set_text(text)
             last_text = text
+        words = text.split("…")[0]
+        if words != last_words:  # each new stage once on GIMP's console (and in tests)
+            _timing(f"progress: {words}")
+            last_words = words
         if event.fraction >= 0:
             Gimp.progress_update(min(1.0, event.fraction))
     worker.join()
@@ -195,7 +181,7 @@ def _run_all(image: Any, prepare: Any, targets: list[Any]) -> str | None:
             except Exception as exc:  # OptionError, RecordError, OSError… → the artist's words
                 return explain(exc)
             read = time.monotonic()
-            state = run_with_progress(job, target.get_name())
+            state = run_with_progress(job, job.source.name)
             _timing(f"layer and style read in {read - started:.2f} s, job {state.value} in "
                     f"{time.monotonic() - read:.2f} s")
             problem = _problem(job)
@@ -223,29 +209,6 @@ def _run_all(image: Any, prepare: Any, targets: list[Any]) -> str | None:
     return None
 
 
-def _sources(document: GimpDocument, layers: list[Any]) -> list[Any]:
-    """The layers to restyle: a result group, or a layer in one, stands for its source.
-
-    Restyling an already styled layer (and nesting a group in the group) is never
-    what the artist means; a group whose source is gone is refused in words.
-    """
-    out: list[Any] = []
-    for layer in layers:
-        group = document.result_group_of(layer)
-        if group is not None:
-            record = JobRecord.from_json(document.read_record(group))
-            source = document.find_layer(record.source_id) if record.source_id else None
-            if source is None:
-                raise OptionError(
-                    f"'{layer.get_name()}' belongs to the result group '{group.get_name()}', "
-                    f"and the layer it was made from ('{record.source_name}') is gone; select "
-                    "a photo layer to restyle instead")
-            layer = source
-        if all(layer.get_id() != kept.get_id() for kept in out):
-            out.append(layer)
-    return out
-
-
 def stylize(image: Any, drawables: list[Any], config: Any) -> str | None:
     """Filters ▸ Artistic ▸ Portrait Style: one result group per selected layer.
 
@@ -259,10 +222,6 @@ def stylize(image: Any, drawables: list[Any], config: Any) -> str | None:
     layers = _layers(drawables)
     if not layers:
         return "Select the layer to restyle first (Portrait Style works on layers)."
-    try:
-        layers = _sources(GimpDocument(image, layers), layers)
-    except Exception as exc:
-        return explain(exc)
     connection = _connection(config)
 
     def prepare(document: GimpDocument, layer: Any) -> jobs.Job:
