@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from ..protocol.constants import LAYER_NAMES
-from .color import preserve_color
+from .color import preserve_color, rgb_to_ycbcr, ycbcr_to_rgb
 from .engines.base import RegionSettings, Segmenter, StyleEngine
 from .jobspec import JobContext, StylizeJob, StylizeResult
 from .mask import MaskResult, MaskSettings, artist_mask, person_mask
@@ -151,6 +151,7 @@ class PortraitPipeline:
                 stylized = keep_likeness(stylized, small, settings, self.segmenter,
                                          mask_result.mask if mask_result else None,
                                          mask_settings=self.mask_settings)
+                stylized = _saturate(stylized, settings)
                 if not needs_resize:
                     for i, name in enumerate(passes):
                         layers_full[name] = _with_alpha(to_uint8_hwc(stylized[i:i + 1]),
@@ -266,7 +267,7 @@ class PortraitPipeline:
                                on_tile=on_tile,
                                stylize_tile=lambda crop: stylize_regions(
                                    self.engine, crop, style_state, settings))
-        result = _preserve(result, full, settings)
+        result = _saturate(_preserve(result, full, settings), settings)
         return {name: _with_alpha(to_uint8_hwc(result[i:i + 1]), content)
                 for i, name in enumerate(passes)}
 
@@ -314,6 +315,19 @@ def _preserve(stylized: torch.Tensor, photo: torch.Tensor,
     for i, s in enumerate(settings):
         if s.preserve_color:
             out[i:i + 1] = preserve_color(stylized[i:i + 1], photo)
+    return out
+
+
+def _saturate(stylized: torch.Tensor, settings: list[RegionSettings]) -> torch.Tensor:
+    """Scale the chroma of the regions whose ``saturation`` is not 1 (0 = grey)."""
+    if all(s.saturation == 1.0 for s in settings):
+        return stylized
+    out = stylized.clone()
+    for i, s in enumerate(settings):
+        if s.saturation != 1.0:
+            ycc = rgb_to_ycbcr(stylized[i:i + 1].float())
+            ycc[:, 1:] *= s.saturation
+            out[i:i + 1] = ycbcr_to_rgb(ycc).clamp_(0, 1).to(out.dtype)
     return out
 
 

@@ -65,6 +65,11 @@ __all__ = ["DaemonServer", "Pipeline", "check_bind_allowed", "is_loopback_endpoi
 
 log = logging.getLogger(__name__)
 
+#: how often the keys of peers with jobs are checked against the allowed folder (seconds)
+KEY_CHECK_S = 1.0
+REVOKED_MESSAGE = ("this client's key is no longer allowed by the daemon (revoked with "
+                   "'portrait-style keys revoke'); ask the daemon's admin to allow it again")
+
 
 class DaemonServer:
     """Serve ``pipeline`` on a ZeroMQ ROUTER socket until ``stop()`` or a signal.
@@ -118,6 +123,14 @@ class DaemonServer:
         self._gate: CurveGate | None = None
         self._socket_lock: SocketLock | None = None
         self._stop = threading.Event()
+        # CURVE: the key each peer's connection authenticated with (z85), for peers
+        # seen since the last check, and peers shut out by a revoke (SPEC.md §9)
+        self._peer_keys: dict[bytes, str] = {}
+        self._shut_out: set[bytes] = set()
+        self._next_key_check = 0.0
+        # (peer, id) of jobs their own client cancelled: any other cancel of a running
+        # job during shutdown is the daemon stopping (error code "stopping")
+        self._client_cancels: set[tuple[bytes, str]] = set()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -179,6 +192,7 @@ class DaemonServer:
                         self._deliver_events()
                     if self._router in ready:
                         self._drain_router()
+                    self._check_peer_keys()
                     self._send_heartbeats()
                 except Exception:  # never let one message or job take the daemon down
                     log.exception("internal error in the socket loop; still serving")
@@ -215,6 +229,8 @@ class DaemonServer:
             except zmq.Again:
                 return
             peer = parts[0].bytes
+            if self._gate is not None and not self._key_still_allowed(peer, parts[-1]):
+                continue
             try:
                 self._handle(peer, parts[1:])
             except WireError as err:
@@ -225,6 +241,54 @@ class DaemonServer:
                 log.exception("internal error while handling a message")
                 self._send(peer, Error(id=None, code=errors.INTERNAL,
                                        message="internal error in the daemon; see its log"))
+
+    def _key_still_allowed(self, peer: bytes, frame: zmq.Frame) -> bool:
+        """CURVE: is the key this message's connection authenticated with still allowed?
+
+        A revoked key is shut out at its next message: its jobs are cancelled and
+        the message is answered with ``auth_failed`` (one short reply, never
+        the message's content), whatever connection it comes on.
+        """
+        assert self._gate is not None
+        try:
+            key = frame.get("User-Id")
+        except zmq.ZMQError:
+            key = None
+        if self._gate.allowed.allows(key):
+            self._peer_keys[peer] = str(key)
+            return True
+        self._refusals.refused("refused a message from peer %s: its key is no longer allowed",
+                               peer.hex()[:16])
+        self._revoke_peer(peer)
+        self._send(peer, Error(id=None, code=errors.AUTH_FAILED, message=REVOKED_MESSAGE))
+        return False
+
+    def _check_peer_keys(self) -> None:
+        """Once a second: shut out peers whose key was revoked while their jobs wait or run."""
+        now = time.monotonic()
+        if self._gate is None or now < self._next_key_check:
+            return
+        self._next_key_check = now + KEY_CHECK_S
+        busy = {job.peer for job in self._jobs.active()}
+        for peer, key in list(self._peer_keys.items()):
+            if peer not in busy:
+                del self._peer_keys[peer]  # asked again at its next message
+            elif not self._gate.allowed.allows(key):
+                log.info("peer %s: its key was revoked; its jobs are cancelled",
+                         peer.hex()[:16])
+                self._revoke_peer(peer)
+
+    def _revoke_peer(self, peer: bytes) -> None:
+        """Cancel a shut-out peer's jobs and tell it once per job; its events are dropped."""
+        self._peer_keys.pop(peer, None)
+        removed, running = self._jobs.drop_peer(peer)
+        if running is not None:
+            self._shut_out.add(peer)  # until its running job's last event
+        for job in [*removed, *([running] if running is not None else [])]:
+            self._send(peer, Error(id=job.message.id, code=errors.AUTH_FAILED,
+                                   message=REVOKED_MESSAGE))
+        if removed:
+            self._announce_positions()
 
     def _handle(self, peer: bytes, frames: list[zmq.Frame]) -> None:
         message = decode(frames, self.limits)
@@ -329,6 +393,10 @@ class DaemonServer:
     def _deliver(self, event: JobEvent) -> None:
         """Send what the worker produced (runs on the loop thread)."""
         job = event.job
+        if job.peer in self._shut_out:
+            if isinstance(event, JobDone | JobFailed):
+                self._shut_out.discard(job.peer)
+            return  # revoked: it was told, and gets nothing more of this job
         if isinstance(event, JobStarted):
             job.stage, job.fraction = "started", 0.0
             self._send_progress(job)

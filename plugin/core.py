@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..protocol import knobs
-from ..protocol.constants import LAYER_NAMES, REGION_NAMES
+from ..protocol.constants import LAYER_NAMES
 from ..protocol.errors import WireError
 from ..protocol.messages import Pixels
 from ..protocol.request import JobParams
@@ -89,27 +89,31 @@ def group_name(style_name: str) -> str:
 class StylizeOptions:
     """Everything the artist chose, independent of the host's dialog.
 
-    Unset (None) knobs are not sent: the daemon's presets for the background
-    and portrait passes apply. ``region_overrides`` (``--param``) win over the
-    convenience fields. ``style_name`` defaults to the style file's readable name.
-
-    likeness: how much of the face's own detail the portrait keeps (0–1).
-    stroke_size: the painting's brush scale relative to the photo, both regions
-        (0.25–4; 1 = as the network paints, 2 = strokes twice as large).
+    Knobs are set through the knob table's controls (``protocol.knobs.controls``):
+    ``controls`` maps a control's name to its value ({"portrait-strength": 0.4,
+    "stroke-size": 2.0}); a dialog built from the table fills it as it is. The
+    keyword fields ``background_strength`` … ``stroke_size`` are the same
+    controls by their ``attr`` (what hosts written before the table pass) and
+    win over ``controls``. Unset (None) controls are not sent: the daemon's
+    defaults apply. ``region_overrides`` (``--param``) win over both.
+    ``style_name`` defaults to the style file's readable name.
     """
 
     style_path: Path | None = None
     style_name: str | None = None
     background_strength: float | None = None
     portrait_strength: float | None = None
-    preserve_color: bool = False
+    preserve_color: bool | None = None
     likeness: float | None = None
     stroke_size: float | None = None
+    controls: dict[str, float | bool | None] = field(default_factory=dict)
     region_overrides: dict[str, dict[str, float | bool]] = field(default_factory=dict)
     whole_image: bool = False
     outputs: tuple[str, ...] = LAYER_NAMES
     max_working_pixels: int | None = None
     mask_feather: float | None = None
+    #: long side of a preview (``plugin/preview.py``); None: the full result
+    preview: int | None = None
 
     def display_style_name(self) -> str:
         """The style's name for the layer group ("Portrait style — <name>")."""
@@ -121,24 +125,16 @@ class StylizeOptions:
 
     def regions(self) -> dict[str, dict[str, float | bool]]:
         """The per-region knobs to send: only what the artist actually set."""
-        out: dict[str, dict[str, float | bool]] = {}
+        values: dict[str, Any] = {name.replace("_", "-"): value
+                                  for name, value in self.controls.items()}
+        for name in _CONTROL_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                values[name.replace("_", "-")] = value
         try:
-            for region, strength in (("background", self.background_strength),
-                                     ("portrait", self.portrait_strength)):
-                if strength is not None:
-                    out.setdefault(region, {})["strength"] = knobs.knob_value(
-                        "strength", strength, f"--{region}-strength")
-            if self.likeness is not None:
-                out.setdefault("portrait", {})["likeness"] = knobs.knob_value(
-                    "likeness", self.likeness, "likeness")
-            for region in REGION_NAMES:
-                if self.preserve_color:
-                    out.setdefault(region, {})["preserve_color"] = True
-                if self.stroke_size is not None:
-                    out.setdefault(region, {})["stroke_size"] = knobs.knob_value(
-                        "stroke_size", self.stroke_size, "stroke size")
-            for region, values in knobs.typed_overrides(self.region_overrides).items():
-                out.setdefault(region, {}).update(values)
+            out = knobs.regions_from_controls(values)
+            for region, overrides in knobs.typed_overrides(self.region_overrides).items():
+                out.setdefault(region, {}).update(overrides)
         except knobs.KnobError as exc:
             raise OptionError(str(exc)) from None
         return out
@@ -156,7 +152,7 @@ class StylizeOptions:
             return JobParams(regions=self.regions(), outputs=outputs,
                              whole_image=self.whole_image,
                              max_working_pixels=self.max_working_pixels,
-                             mask_feather=self.mask_feather).check()
+                             mask_feather=self.mask_feather, preview=self.preview).check()
         except WireError as exc:
             raise OptionError(exc.message) from None
 
@@ -226,6 +222,11 @@ class LayerPlan:
 
     def has(self, name: str) -> bool:
         return any(p.name == name for p in self.layers)
+
+
+#: the keyword fields of ``StylizeOptions`` that are knob-table controls (by ``attr``)
+_CONTROL_FIELDS: tuple[str, ...] = ("background_strength", "portrait_strength", "preserve_color",
+                                    "likeness", "stroke_size")
 
 
 def _as_pixels(image: Any) -> Pixels:

@@ -9,6 +9,7 @@ gave follows after a colon, cut short.
 from __future__ import annotations
 
 from ..config import ConfigError
+from ..paths import UnsafeFolderError
 from ..protocol import errors
 from ..protocol.endpoints import describe_endpoint
 from .core import OptionError, PlanError
@@ -51,6 +52,8 @@ def explain(exc: BaseException, endpoint: str | None = None) -> str:
     from .launcher import DaemonStartError  # launcher imports the client; keep this light
 
     where = describe_endpoint(endpoint) if endpoint else "the portrait-style daemon"
+    if isinstance(exc, UnsafeFolderError):
+        return _ended(str(exc)[0].upper() + str(exc)[1:])
     if isinstance(exc, errors.DaemonGone):
         return ("The portrait-style daemon stopped while working on this layer (it crashed "
                 "or was stopped). Your image is unchanged; try again to start a fresh one.")

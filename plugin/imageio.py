@@ -15,13 +15,16 @@ import io
 import os
 import struct
 import tempfile
+import warnings
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from .image_header import MAX_IMAGE_PIXELS, ImageTooLarge, check_size
 
 try:  # ISA-L's deflate, when installed: ~5x faster than zlib at level 1, and smaller files
     from isal import isal_zlib as _deflate
@@ -67,18 +70,60 @@ def _describe(exc: BaseException) -> str:
     return f"corrupt or unreadable image ({text})"
 
 
-def _open(path: Path) -> Image.Image:
-    """Open and fully decode ``path`` with the EXIF orientation applied."""
-    if path.is_dir():
-        raise ImageReadError(f"cannot read image {str(path)!r}: is a directory")
+@contextlib.contextmanager
+def _pillow_ours() -> Iterator[None]:
+    """Pillow with the product's own limits and words, for one open + decode.
+
+    Pillow's decompression-bomb check (a warning from 89 MP, an error from 179 MP)
+    is replaced by ``image_header.check_size`` against the product's own limit,
+    checked on the header before decoding; its warnings (bomb, corrupt EXIF, …)
+    never reach the user; and a file that ends early is an error even if some
+    other library switched Pillow to loading truncated images.
+    """
+    bomb_limit, truncated_ok = Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES
+    Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = None, False
     try:
-        with Image.open(path) as img:
-            img.load()  # decode now: truncated files fail here, not later
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = bomb_limit, truncated_ok
+
+
+def _open(path: Path, max_pixels: int = MAX_IMAGE_PIXELS, what: str = "image") -> Image.Image:
+    """Open ``path``, refuse it above ``max_pixels`` from its header, then fully decode it.
+
+    The EXIF orientation is applied. A file whose header opens but whose pixels
+    stop early or do not decode (truncated download, damaged data) is refused:
+    editors would show such a painting half grey, and the result would be too.
+    """
+    if path.is_dir():
+        raise ImageReadError(f"cannot read {what} {str(path)!r}: is a directory")
+    with _pillow_ours():
+        try:
+            img = Image.open(path)
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise ImageReadError(f"cannot read {what} {str(path)!r}: {_describe(exc)}") from exc
+        with img:
+            try:
+                check_size(path, img.width, img.height, max_pixels, what)
+            except ImageTooLarge as exc:
+                raise ImageReadError(str(exc)) from None
+            try:
+                img.load()  # decode now: truncated files fail here, not later
+            except (OSError, SyntaxError, ValueError, EOFError) as exc:
+                detail = str(exc).strip() or type(exc).__name__
+                raise ImageReadError(
+                    f"cannot read {what} {str(path)!r}: corrupt or unreadable image: it "
+                    f"decodes only partly ({detail}); save it again or download it again"
+                ) from exc
             # transpose returns a copy (or the same image when nothing to do)
-            oriented = ImageOps.exif_transpose(img)
+            try:
+                oriented = ImageOps.exif_transpose(img)
+            except (OSError, SyntaxError, ValueError) as exc:
+                raise ImageReadError(
+                    f"cannot read {what} {str(path)!r}: {_describe(exc)}") from exc
             return oriented if oriented is not img else img.copy()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise ImageReadError(f"cannot read image {str(path)!r}: {_describe(exc)}") from exc
 
 
 def _to_uint8(img: Image.Image) -> Image.Image:
@@ -94,16 +139,19 @@ def _to_uint8(img: Image.Image) -> Image.Image:
     return img
 
 
-def load_image(path: str | os.PathLike[str]) -> np.ndarray:
+def load_image(path: str | os.PathLike[str], *, max_pixels: int = MAX_IMAGE_PIXELS,
+               what: str = "image") -> np.ndarray:
     """Read any image Pillow can read as H×W×3 (RGB) or H×W×4 (RGBA) uint8.
 
     Images with any transparency (RGBA, LA, palette or RGB with a transparency
     key) become RGBA so their alpha reaches the output layers; everything else
     (greyscale, CMYK, YCbCr, 16-bit) becomes RGB. The EXIF orientation is
-    applied, so the pixels are the way every viewer shows the photo.
+    applied, so the pixels are the way every viewer shows the photo. Files
+    over ``max_pixels`` are refused from their header, before decoding; ``what``
+    names the file's role in messages ("photo", "style painting").
     """
     path = Path(path)
-    img = _to_uint8(_open(path))
+    img = _to_uint8(_open(path, max_pixels, what))
     has_alpha = img.mode in {"RGBA", "LA", "PA", "RGBa", "La"} or "transparency" in img.info
     try:
         rgb = img.convert("RGBA" if has_alpha else "RGB")
@@ -115,7 +163,8 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def load_mask(path: str | os.PathLike[str], size: tuple[int, int] | None = None) -> np.ndarray:
+def load_mask(path: str | os.PathLike[str], size: tuple[int, int] | None = None, *,
+              max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     """Read a person mask as H×W uint8 (255 = person).
 
     Colour masks are reduced to their luminance; a mask with transparency uses
@@ -124,7 +173,7 @@ def load_mask(path: str | os.PathLike[str], size: tuple[int, int] | None = None)
     never silently resized, because a mismatched mask means the wrong file.
     """
     path = Path(path)
-    img = _to_uint8(_open(path))
+    img = _to_uint8(_open(path, max_pixels, "mask"))
     try:
         if img.mode in {"RGBA", "LA", "PA"} or "transparency" in img.info:
             rgba = np.asarray(img.convert("RGBA"), dtype=np.uint8)

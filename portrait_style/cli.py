@@ -67,4 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return 2
-    return int(func(args) or 0)
+    from .paths import UnsafeFolderError
+
+    try:
+        return int(func(args) or 0)
+    except UnsafeFolderError as exc:  # serve, status, stop, …: one sentence, not a traceback
+        print(f"portrait-style {args.command}: {exc}", file=sys.stderr)
+        return exc.exit_code

@@ -175,6 +175,79 @@ def test_mask_is_the_daemons_mask_and_portrait_is_uncut(
     assert set(portrait[3::4]) == {255}, "Portrait is whole-frame opaque, not cut by the mask"
 
 
+#: what the artist sees may differ from the daemon's composite by this much (mean, 8-bit levels)
+SEEN_LEVELS = 1.0
+
+
+def daemon_composite(daemon: Any, out: Path, w: int, h: int,
+                     mask: bytes | None = None) -> Any:
+    """The daemon's own composite for the suite's photo (R,G,B,A array), asked directly.
+
+    ``mask``: the artist's edited mask, sent as a re-run sends it.
+    """
+    import numpy as np
+    from PIL import Image
+
+    from portrait_style.protocol.client import DaemonClient
+    from portrait_style.protocol.messages import Pixels
+    from portrait_style.protocol.request import JobParams
+
+    source = Pixels.from_buffer(_rgba((out / "main_source.bgra").read_bytes()), (h, w, 4))
+    style_image = Image.open(STYLE).convert("RGB")
+    style = Pixels.from_buffer(style_image.tobytes(), (style_image.height,
+                                                       style_image.width, 3))
+    sent = None if mask is None else Pixels.from_buffer(mask, (h, w, 1))
+    with DaemonClient(daemon.endpoint, as_arrays=False) as client:
+        reply = client.stylize(source, style, JobParams().check(), mask=sent)
+    return np.frombuffer(reply.layers["composite"].tobytes(), np.uint8).reshape(h, w, -1)
+
+
+def seen_levels(bgra: bytes, composite: Any) -> float:
+    """Mean level difference between a B,G,R,A dump of what Krita shows and an RGB(A) array."""
+    import numpy as np
+
+    seen = np.frombuffer(bgra, np.uint8).reshape(composite.shape[0], composite.shape[1], 4)
+    return float(np.abs(seen[..., 2::-1].astype(int) - composite[..., :3].astype(int)).mean())
+
+
+def test_canvas_shows_the_daemons_composite(suite: tuple[dict[str, Any], Path],
+                                            daemon: Any) -> None:
+    """What the artist sees (the document's projection once Krita is idle, never refreshed
+    by the test) is the daemon's composite: after Apply, after a re-run with an edited mask,
+    in the .kra's merged image, and after reopening it — and the group's thumbnail too."""
+    import io
+    import zipfile
+
+    import numpy as np
+    from PIL import Image
+
+    res = scenario(suite, "main")
+    out = suite[1]
+    w, h = res["size"]
+    applied = daemon_composite(daemon, out, w, h)
+    edited = daemon_composite(daemon, out, w, h, (out / "rerun_mask.gray").read_bytes())
+    photo = _rgba((out / "main_source.bgra").read_bytes())
+    photo_rgb = np.frombuffer(photo, np.uint8).reshape(h, w, 4)
+    seen = {"apply": seen_levels((out / "main_shown_apply.bgra").read_bytes(), applied),
+            "rerun": seen_levels((out / "main_shown_rerun.bgra").read_bytes(), edited),
+            "reopened": seen_levels((out / "reopened_shown.bgra").read_bytes(), edited)}
+    with zipfile.ZipFile(out / "main.kra") as kra:
+        merged = Image.open(io.BytesIO(kra.read("mergedimage.png"))).convert("RGBA")
+    merged_bgra = _rgba(merged.tobytes())  # R,G,B,A → B,G,R,A (the swap is its own inverse)
+    seen["kra_merged"] = seen_levels(merged_bgra, edited)
+    print(f"seen vs the daemon's composite (levels): {seen}; photo vs composite "
+          f"{seen_levels(_rgba(photo), applied):.1f}")
+    assert seen_levels(_rgba(photo), applied) > 10 * SEEN_LEVELS, "the style must show"
+    assert photo_rgb.shape == applied.shape
+    for moment, levels in seen.items():
+        assert levels <= SEEN_LEVELS, f"{moment}: the artist sees {levels:.1f} levels off"
+    assert res["view_apply"]["diff"] <= SEEN_LEVELS, res["view_apply"]
+    assert res["rerun"]["view"]["diff"] <= SEEN_LEVELS, res["rerun"]["view"]
+    assert res["reopened"]["view_on_open"]["diff"] <= SEEN_LEVELS
+    assert res["reopened"]["view_after_rerun"]["diff"] <= SEEN_LEVELS
+    assert res["thumbnail_vs_view"] <= SEEN_LEVELS, "the group's thumbnail shows the result"
+
+
 def test_rerun_portrait_keeps_the_painted_mask(suite: tuple[dict[str, Any], Path]) -> None:
     rerun = scenario(suite, "main")["rerun"]
     assert rerun["outputs"] == ["portrait"]
@@ -219,6 +292,8 @@ def test_moved_smaller_layer_keeps_bounds_and_alpha(suite: tuple[dict[str, Any],
     assert res["directly_above_source"]
     assert res["alpha_kept"] == {"Portrait": True, "Background": True}
     assert res["source_unchanged"]
+    assert res["view"]["diff"] <= SEEN_LEVELS and res["view"]["outside_same"], res["view"]
+    assert res["view"]["vs_photo"] > 10 * SEEN_LEVELS, res["view"]
     assert res["params"]["regions"] == {"background": {"strength": 0.8},
                                         "portrait": {"strength": 0.5}}
 
@@ -229,6 +304,7 @@ def test_16bit_document_converted_with_notice(suite: tuple[dict[str, Any], Path]
     assert res["portrait_matches_8bit_result"]
     assert any("16-bit" in n and "8-bit" in n for n in res["notices"]), res["notices"]
     assert res["source_unchanged"] and res["mask_type"] == "transparencymask"
+    assert res["view"]["diff"] <= SEEN_LEVELS < res["view"]["vs_photo"], res["view"]
 
 
 def test_grey_cmyk_and_float_documents_are_served_in_srgb(
@@ -247,6 +323,9 @@ def test_grey_cmyk_and_float_documents_are_served_in_srgb(
         assert any("read as 8-bit sRGB" in n for n in entry["notices"]), entry["notices"]
         assert entry["source_unchanged"], f"{space}: the photo was modified"
         assert 40 < entry["sent_mean"] < 215, f"{space}: the photo arrived blank or clipped"
+        for moment in ("view", "view_rerun"):  # what the canvas shows, through Krita's sRGB
+            assert entry[moment]["diff"] <= SEEN_LEVELS < entry[moment]["vs_photo"], (
+                space, moment, entry[moment])
     assert res["GRAYA/U8"]["sent_grey"], "a grey photo arrives as R = G = B"
     assert not res["CMYKA/U8"]["sent_grey"], "a CMYK photo keeps its colour"
     # scratch documents are closed: only the test's own document is open each time
@@ -258,7 +337,7 @@ def test_daemon_errors_in_plain_words(suite: tuple[dict[str, Any], Path]) -> Non
     res = scenario(suite, "unreachable")
     assert res["error"].startswith("The portrait-style daemon could not start"), res["error"]
     assert "installer" in res["error"] and "Traceback" not in res["error"]
-    assert res["layers_added"] == 0
+    assert res["layers_added"] == 0 and res["view_unchanged"]
     assert res["seconds"] < 10
 
 
@@ -267,13 +346,15 @@ def test_cancel_leaves_the_document_unchanged(suite: tuple[dict[str, Any], Path]
     assert res["error_type"] == "PortraitStyleError" and res["error"] == "cancelled"
     assert res["final_state"] == "cancelled"
     assert "running" in res["states"] and "done" not in res["states"], res["states"]
-    assert res["layers_added"] == 0
+    assert res["layers_added"] == 0 and res["view_unchanged"]
 
 
 def test_mask_from_selection_and_back(suite: tuple[dict[str, Any], Path]) -> None:
     res = scenario(suite, "selection")
     assert res["mask_sum"] == 200
     assert res["mask_from_selection"] and res["selection_from_mask"]
+    for moment in ("view_added", "view_mask_from_selection"):
+        assert res[moment]["diff"] <= SEEN_LEVELS < res[moment]["vs_photo"], res[moment]
 
 
 def test_missing_wire_libraries_reported_not_fatal(profile: Path, tmp_path: Path) -> None:

@@ -166,6 +166,12 @@ class GimpDocument:
             return None
         return self.image.get_layer_by_tattoo(tattoo)
 
+    def layer_above(self, ref: Any) -> Any | None:
+        parent = ref.get_parent()
+        siblings = parent.get_children() if parent is not None else self.image.get_layers()
+        position = self.image.get_item_position(ref)  # GIMP lists the top item first
+        return siblings[position - 1] if position > 0 else None
+
     # ------------------------------------------------------------- groups
 
     def result_group_of(self, ref: Any) -> Any | None:
