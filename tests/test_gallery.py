@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -211,6 +212,46 @@ def test_an_installed_plugin_finds_the_gallery_in_its_own_folder(tmp_path: Path)
     assert Path(out["folder"]) == package / "_core" / "gallery"
     assert out["count"] == len(gallery.paintings()) and out["heavy"] == []
     assert all(Path(t).is_file() and Path(t).is_relative_to(package) for t in out["thumbs"])
+
+
+def test_the_gallery_is_listed_in_a_sandbox_that_hides_the_product(tmp_path: Path) -> None:
+    """As in a Flatpak editor: the product's checkout and environment are not visible
+    (bubblewrap mounts empty folders over them), only the plug-in folder is."""
+    bwrap = shutil.which("bwrap")
+    python = Path(sys.executable).resolve()
+    folders = {REPO, Path(sys.prefix).resolve()}
+    hidden = sorted(str(f) for f in folders
+                    if not any(f != g and f.is_relative_to(g) for g in folders))
+    if bwrap is None:
+        pytest.skip("needs bubblewrap (Debian package 'bubblewrap') to hide the product")
+    if any(python.is_relative_to(h) for h in hidden):
+        pytest.skip(f"the interpreter {python} lives inside the product's folders")
+    package = tmp_path / "plugins" / "portrait_style_editor"
+    vendor_core(package / "_core")
+    (package / "__init__.py").write_text("")
+    mounts = [a for h in hidden for a in ("--tmpfs", h)]
+    cmd = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", *mounts,
+           "--bind", str(tmp_path), str(tmp_path), "--chdir", str(tmp_path), str(python),
+           "-S", "-c", _LIST + _HIDDEN, "portrait_style_editor._core.plugin.gallery",
+           str(package.parent), *hidden]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+                               "FLATPAK_ID": "org.kde.krita"})
+    if done.returncode != 0 and "bwrap:" in done.stderr:
+        pytest.skip(f"bubblewrap cannot make a sandbox here: {done.stderr.strip()}")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.splitlines()[0])
+    assert json.loads(done.stdout.splitlines()[1]) == {h: [] for h in hidden}
+    assert out["count"] == len(gallery.paintings())
+    assert all(Path(t).is_relative_to(package) for t in out["thumbs"])
+
+
+_HIDDEN = """
+import os
+print(json.dumps({h: os.listdir(h) for h in sys.argv[3:]}))
+for p in found:
+    p.thumbnail.read_bytes(), p.image.read_bytes()
+"""
 
 
 def test_the_styles_command_lists_every_painting(tmp_path: Path) -> None:
