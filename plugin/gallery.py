@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["GALLERY_ENV", "GALLERY_PREFIX", "GalleryError", "Painting", "find", "gallery_dir",
-           "is_gallery_ref", "paintings", "resolve"]
+__all__ = ["GALLERY_ENV", "GALLERY_PREFIX", "GalleryError", "Painting", "find", "for_path",
+           "gallery_dir", "is_gallery_ref", "paintings", "resolve"]
 
 #: ``--style gallery:NAME`` (and what a saved setting may hold)
 GALLERY_PREFIX = "gallery:"
@@ -130,6 +130,16 @@ def _suggest(wanted: str, known: list[Painting]) -> str:
     if not close:
         return f"the gallery has {len(names)}, e.g. {', '.join(names[:4])}"
     return "did you mean " + ", ".join(GALLERY_PREFIX + n for n in close[:6]) + "?"
+
+
+def for_path(path: str | Path, folder: Path | None = None) -> Painting | None:
+    """The gallery painting stored at ``path``, or None: lets a picker show a recent
+    style that came from the gallery by its title rather than its file name."""
+    try:
+        wanted = Path(path).resolve()
+        return next((p for p in paintings(folder) if p.image.resolve() == wanted), None)
+    except (GalleryError, OSError):
+        return None
 
 
 def is_gallery_ref(text: str) -> bool:

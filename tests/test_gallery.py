@@ -157,6 +157,15 @@ def test_a_painting_is_found_by_its_name_and_an_unknown_one_gets_close_names() -
                for n in ("rhinoceros", "young_hare", "praying_hands"))
 
 
+def test_a_gallery_file_maps_back_to_its_painting(tmp_path: Path) -> None:
+    """A picker's recent styles show a gallery painting by its title."""
+    kiss = gallery.find("klimt_the_kiss")
+    assert gallery.for_path(str(GALLERY / "klimt_the_kiss.jpg")) == kiss
+    assert gallery.for_path(GALLERY / "thumbs" / ".." / "klimt_the_kiss.jpg") == kiss
+    assert gallery.for_path(SAMPLES / "starry_night.jpg") is None
+    assert gallery.for_path(tmp_path / "gone.jpg") is None
+
+
 def test_a_missing_gallery_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(GalleryError, match="missing.*reinstall"):
         gallery.paintings(tmp_path)
