@@ -167,6 +167,7 @@ def download_wheels(version: str, machine: str, cache: Path,
     target = cache / f"{abi}-{machine}"
     target.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+           "--no-cache-dir",  # the wheels themselves are kept in ``cache``
            "--only-binary=:all:", "--no-deps", "--python-version", version,
            "--implementation", "cp", "-d", str(target)]
     for plat in _wheel_platforms(machine):
@@ -286,9 +287,10 @@ def install_plugin(host_name: str, profile: Path | None = None, python: str | No
     report = InstallReport(host=host.name, plugin_dir=target)
     report.python = _target_python(host, python)
     previous = read_manifest(target)
+    # every folder this install creates (a GIMP that never ran has no GIMP/3.N yet): deepest
+    # first; they are removed again only when empty
     report.created_dirs = previous.get("created_dirs") or [
-        str(d) for d in [target.parent, *target.parent.parents]
-        if d.is_relative_to(profile) and not d.exists()]
+        str(d) for d in [target.parent, *target.parent.parents] if not d.exists()]
     staging = Path(tempfile.mkdtemp(prefix=".portrait-style-", dir=_mkdir(target.parent)))
     try:
         _copy_tree(resources.files("portrait_style.plugin") / host.source /
