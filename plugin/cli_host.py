@@ -39,6 +39,8 @@ from .core import (
     parse_params,
 )
 from .document import LayerInfo
+from .gallery import GALLERY_PREFIX, GalleryError, is_gallery_ref
+from .gallery import resolve as resolve_gallery
 from .image_header import MAX_STYLE_PIXELS
 from .imageio import ImageReadError, ImageWriteError, load_image, load_mask
 from .job import Connection, Job, JobEvent, JobState
@@ -97,7 +99,12 @@ def _samples() -> dict[str, Path]:
 
 
 def resolve_input(text: str) -> Path:
-    """A path, or ``sample:NAME`` for the bundled public-domain samples."""
+    """A path, ``sample:NAME`` (bundled samples) or ``gallery:NAME`` (the gallery)."""
+    if is_gallery_ref(text):
+        try:
+            return resolve_gallery(text)
+        except GalleryError as exc:
+            raise CliError(str(exc), EXIT_USAGE) from exc
     if text.startswith(SAMPLE_PREFIX):
         name = text[len(SAMPLE_PREFIX):]
         samples = _samples()
@@ -147,6 +154,20 @@ class FileDocument:
         self.written = write_outputs(self.out_dir, layers, source_name=plan.source_name,
                                      group_name=plan.group_name, source=self.pixels,
                                      timings=self.timings)
+        return self.out_dir
+
+
+    def add_preview(self, plan: LayerPlan) -> Path:
+        """``--preview N``: the preview's composite as composite.png (nothing else)."""
+        import time
+
+        from .imageio import save_png
+
+        if plan.composite is None:
+            raise ImageWriteError("the daemon's preview holds no composite")
+        started = time.perf_counter()
+        self.written = [save_png(self.out_dir / "composite.png", plan.composite.to_array())]
+        self.timings["write_s"] = time.perf_counter() - started
         return self.out_dir
 
 
@@ -218,7 +239,9 @@ def _epilog() -> str:
         "($PORTRAIT_STYLE_HOME/state/logs when that is set).\n"
         f"CONTENT and STYLE may be '{SAMPLE_PREFIX}astronaut' and "
         f"'{SAMPLE_PREFIX}starry_night',\n"
-        "the bundled public-domain samples.\n"
+        "the bundled public-domain samples; STYLE may be "
+        f"'{GALLERY_PREFIX}NAME', a painting of the\n"
+        "bundled gallery ('portrait-style styles' lists them).\n"
         f"For a daemon that requires a token, set ${TOKEN_ENV}.\n\n"
         "region knobs for --param REGION.KNOB=VALUE (REGION: background or portrait):\n"
         f"{knob_lines}\n"
@@ -241,7 +264,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                     "CONTENT is never modified.",
         epilog=_epilog(), formatter_class=_HelpFormatter)
     p.add_argument("content", metavar="CONTENT", help="the photo (any format Pillow reads)")
-    p.add_argument("--style", required=True, metavar="STYLE", help="the painting")
+    p.add_argument("--style", required=True, metavar="STYLE",
+                   help=f"the painting: a file, or {GALLERY_PREFIX}NAME from the bundled "
+                        "gallery ('portrait-style styles' lists them)")
     p.add_argument("--out", required=True, type=Path, metavar="DIR",
                    help="folder for the results (created if missing)")
     p.add_argument("--connect", metavar="ENDPOINT",
@@ -474,7 +499,10 @@ def _run(args: argparse.Namespace, progress: ProgressBar | None,
     document = FileDocument(inputs.content_path, inputs.content, args.out)
     writing.set()  # from here Ctrl-C stops at once: there is no job left to cancel
     try:
-        document.add_result_group(job.plan, inputs.content_path)
+        if args.preview:
+            document.add_preview(job.plan)
+        else:
+            document.add_result_group(job.plan, inputs.content_path)
     except ImageWriteError as exc:
         raise CliError(str(exc), EXIT_OUTPUT) from exc
     if progress is not None:
