@@ -43,8 +43,10 @@ CORE_MODULES: dict[str, tuple[str, ...]] = {
     "portrait_style.protocol": ("*",),  # the whole wire package is editor-safe by rule
     "portrait_style.plugin": ("__init__.py", "core.py", "pixels.py", "record.py", "document.py",
                               "job.py", "explain.py", "launcher.py", "contract.py", "wire.py",
-                              "stages.py", "image_header.py"),
+                              "stages.py", "image_header.py", "gallery.py"),
 }
+#: data folders of the root package the editors read too (the gallery's paintings and thumbnails)
+CORE_DATA: tuple[str, ...] = ("gallery",)
 #: the wire libraries' requirements for vendoring (pyzmq 26 has cp310–cp313 wheels)
 WIRE_REQUIREMENTS = ("pyzmq>=26,<28", "msgpack>=1.0")
 MANIFEST = "INSTALLED.json"
@@ -124,6 +126,10 @@ def vendor_core(dest: Path, written: list[str] | None = None, root: Path | None 
                 raise InstallError(f"the product is missing {package}/{name}: reinstall it")
             (folder / name).write_bytes(source.read_bytes())
             written.append(str((folder / name).relative_to(root)))
+    for data in CORE_DATA:  # inside the plug-in folder, so a sandboxed editor can read it
+        if not (resources.files("portrait_style") / data).is_dir():
+            raise InstallError(f"the product is missing portrait_style/{data}: reinstall it")
+        _copy_tree(resources.files("portrait_style") / data, dest / data, written, root)
 
 
 def probe_python(python: str) -> dict[str, Any] | None:

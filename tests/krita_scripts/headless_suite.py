@@ -595,6 +595,50 @@ def scenario_cancel(res: dict[str, Any]) -> None:
     doc.close()
 
 
+def scenario_damaged_style(res: dict[str, Any]) -> None:
+    """A painting that decodes only partly is refused in words naming it; nothing changes.
+
+    A JPEG cut at 30 kB (Qt would load it with grey rows) and a PNG whose image
+    data is overwritten (Qt reads nothing), through the scripting API (the
+    docker's Apply: tests/krita_scripts/gui_probe).
+    """
+    import portrait_style_krita
+
+    full = Path(STYLE).read_bytes()
+    cut = OUT / "cut_painting.jpg"
+    cut.write_bytes(full[:30_000])
+    image = QImage(STYLE).scaledToWidth(200)
+    whole_png = OUT / "whole_painting.png"
+    image.save(str(whole_png))
+    broken = bytearray(whole_png.read_bytes())
+    start = broken.index(b"IDAT") + 500
+    broken[start:start + 64] = bytes(64)  # damaged image data (its checksum no longer fits)
+    corrupt = OUT / "corrupt_painting.png"
+    corrupt.write_bytes(bytes(broken))
+    data, w, h = photo_bgra(96)
+    doc = new_doc(w, h, "damaged style")
+    node = add_layer(doc, "Photo", data, 0, 0, w, h)
+    photo_view = shown(doc)
+    count = len(doc.rootNode().childNodes())
+    for path in (cut, corrupt, whole_png):
+        entry: dict[str, Any] = {}
+        try:
+            if path is whole_png:  # the same painting, whole: accepted (the check is not blind)
+                from portrait_style_krita.styles import load_style
+
+                entry["loaded"] = load_style(path).shape
+            else:
+                portrait_style_krita.apply(doc, node, path)
+            entry["error"] = None
+        except Exception as exc:
+            entry["error"] = str(exc)
+            entry["error_type"] = type(exc).__name__
+        entry["layers_added"] = len(doc.rootNode().childNodes()) - count
+        entry["view_unchanged"] = shown(doc) == photo_view
+        res[path.name] = entry
+    doc.close()
+
+
 def scenario_nowire(res: dict[str, Any]) -> None:
     """Installed without its _wire folder: the plug-in loads, and says what is missing."""
     import portrait_style_krita
@@ -622,7 +666,8 @@ def scenario_nowire(res: dict[str, Any]) -> None:
 SCENARIOS = {"contract": scenario_contract, "main": scenario_main, "moved": scenario_moved,
              "u16": scenario_u16, "other_models": scenario_other_models,
              "unreachable": scenario_unreachable, "selection": scenario_selection,
-             "cancel": scenario_cancel, "nowire": scenario_nowire}
+             "cancel": scenario_cancel, "damaged_style": scenario_damaged_style,
+             "nowire": scenario_nowire}
 
 
 def main(*_args: Any) -> None:
