@@ -19,6 +19,8 @@ on the daemon; this module adds what Krita needs around it:
 from __future__ import annotations
 
 import importlib
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +140,7 @@ class LivePreview(QObject):
     shown = Signal(object, object, object)
     state = Signal(str)
     _arrived = Signal(object)
+    _ready = Signal(object)
 
     def __init__(self, get_options: Any, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -149,7 +152,11 @@ class LivePreview(QObject):
         self.shown_count = 0
         self.last_info: dict[str, Any] = {}
         self._watched: tuple[Any, ...] | None = None
+        #: (what, ms) the GUI thread spent on the last previews: the docker's cost to Krita
+        self.gui_ms: list[tuple[str, float]] = []
+        self._generation = 0  # fire() calls; only the newest one's painting is submitted
         self._arrived.connect(self._on_event, QUEUED)
+        self._ready.connect(self._submit, QUEUED)
         self.debounce = QTimer(self)
         self.debounce.setSingleShot(True)
         self.debounce.setInterval(DEBOUNCE_MS)
@@ -213,7 +220,15 @@ class LivePreview(QObject):
         self._watched = key
 
     def fire(self) -> None:
-        """Read the source and the painting now and hand them to the session (returns at once)."""
+        """Read the source now (GUI thread: Krita's API); the painting is decoded off it."""
+        started = time.perf_counter()
+        try:
+            self._fire()
+        finally:
+            self.gui_ms.append(("fire", round((time.perf_counter() - started) * 1000, 1)))
+            del self.gui_ms[:-20]
+
+    def _fire(self) -> None:
         from .runtime import core
 
         try:
@@ -227,13 +242,40 @@ class LivePreview(QObject):
                 self.state.emit("Live preview: open an image and select its layer")
                 return
             source = self._read_source(modules, document, node)
-            from .styles import load_style
-
-            style = load_style(Path(style_path))
             options = modules["core"].StylizeOptions(style_path=Path(style_path),
                                                      controls=dict(values),
                                                      outputs=("composite",))
+            options.params()  # bad knobs are refused here, in words, before any thread
+        except Exception as exc:
+            self.state.emit(f"Live preview: {_explain(exc)}")
+            return
+        self._generation += 1
+        threading.Thread(target=self._prepare, name="portrait-style-preview-prep", daemon=True,
+                         args=(self._generation, source, Path(style_path), options)).start()
+
+    def _prepare(self, generation: int, source: Any, style_path: Path, options: Any) -> None:
+        """Worker thread: decode the painting (cached) and the small "before" image."""
+        try:
+            from .styles import load_style
+
+            style = load_style(style_path)
+            before = pixels_to_image(source.pixels).scaled(
+                QSize(LONG_SIDE, LONG_SIDE), KEEP_ASPECT, SMOOTH)
+            self._ready.emit((generation, source, style, options, before, None))
+        except Exception as exc:
+            self._ready.emit((generation, None, None, None, None, exc))
+
+    def _submit(self, payload: tuple[Any, ...]) -> None:
+        """GUI thread: hand the newest request to the session (returns at once)."""
+        generation, source, style, options, before, error = payload
+        if generation != self._generation or not self.enabled:
+            return  # a newer change came while the painting was decoded
+        if error is not None:
+            self.state.emit(f"Live preview: {_explain(error)}")
+            return
+        try:
             if self.session is None:
+                modules = _core()
                 preview = importlib.import_module(
                     f"{__package__ or 'portrait_style_krita'}._core.plugin.preview")
                 self.session = preview.PreviewSession(
@@ -245,7 +287,7 @@ class LivePreview(QObject):
             return
         self.latest = ticket
         self.tickets = {t: b for t, b in self.tickets.items() if t >= ticket - 2}
-        self.tickets[ticket] = pixels_to_image(source.pixels)
+        self.tickets[ticket] = before
         self.state.emit("Live preview: asking the daemon…")
 
     def _read_source(self, modules: dict[str, Any], document: Any, node: Any) -> Any:
@@ -273,6 +315,14 @@ class LivePreview(QObject):
 
     def _on_event(self, event: Any) -> None:
         """GUI thread: one ``PreviewEvent``; only the latest request's are shown."""
+        started = time.perf_counter()
+        try:
+            self._show(event)
+        finally:
+            self.gui_ms.append((event.state, round((time.perf_counter() - started) * 1000, 1)))
+            del self.gui_ms[:-20]
+
+    def _show(self, event: Any) -> None:
         if event.ticket != self.latest:
             return
         if event.state == "running":
@@ -319,3 +369,9 @@ def _explain(exc: BaseException) -> str:
         return core()["explain"].explain(exc)
     except Exception:
         return str(exc)
+
+
+def _core() -> dict[str, Any]:
+    from .runtime import core
+
+    return core()

@@ -54,16 +54,23 @@ class Probe:
         self.late.setInterval(10)
         self.late.timeout.connect(self._late_tick)
         self.worst, self.last, self.ticks = 0.0, 0, 0
+        self.own_ms = 0  # time spent in the probe's own steps since the last late tick
         self.states: list[str] = []
         self.shown: list[tuple[int, dict[str, Any]]] = []
+        self.late_events: list[tuple[int, int, str, str]] = []
 
     def start(self) -> None:
         self.timer.start()
 
     def _late_tick(self) -> None:
         now = self.clock.elapsed()
-        if self.ticks:
-            self.worst = max(self.worst, now - self.last - 10)
+        if self.ticks:  # the probe's own steps (PNG saves, clicks) are not the plug-in's doing
+            late = now - self.last - 10 - self.own_ms
+            self.own_ms = 0
+            self.worst = max(self.worst, late)
+            if late > 30:  # what was going on (for diagnosis)
+                self.late_events.append((late, now, self.states[-1] if self.states else "-",
+                                         self.step.__name__))
         self.last = now
         self.ticks += 1
 
@@ -71,13 +78,19 @@ class Probe:
         self.out["lateness_ms"] = self.worst
         self.out["lateness_ticks"] = self.ticks
         self.out["preview_states"] = self.states[-40:]
+        self.out["late_events"] = self.late_events[-30:]
+        if hasattr(self, "dock"):
+            self.out["gui_ms"] = self.dock.preview.gui_ms
         RESULT.write_text(json.dumps(self.out, indent=1, default=str))
 
     def tick(self) -> None:
         try:
             if time.monotonic() > self.deadline:
                 raise TimeoutError(f"probe timed out in step {self.step.__name__}")
+            began = self.clock.elapsed() if self.clock.isValid() else 0
             next_step = self.step()
+            if self.clock.isValid():
+                self.own_ms += self.clock.elapsed() - began
             if next_step is not None:
                 self.out["steps"].append(self.step.__name__)
                 self.step = next_step
@@ -144,15 +157,16 @@ class Probe:
         if not dockers:
             raise RuntimeError("the Portrait Style docker is not in the window")
         dock = self.dock = dockers[0]
-        for other in window.dockers():
-            if other.objectName() not in ("KisLayerBox",) and other is not dock:
+        for other in window.dockers():  # the docker alone on the right, for the screenshot
+            if other is not dock:
                 other.setVisible(False)
         main = window.qwindow()
         main.setGeometry(main.screen().availableGeometry())
         dock.setVisible(True)
         dock.raise_()
-        dock.setMinimumWidth(360)
+        main.resizeDocks([dock], [440], Qt.Horizontal)
         self.read_knobs()
+        self.out["tree_before"] = self.top_names()
         return self.reset_knobs
 
     def read_knobs(self) -> None:
@@ -208,6 +222,7 @@ class Probe:
         live.shown.connect(lambda _b, _a, info: self.shown.append((self.clock.elapsed(), info)))
         self.clock.start()
         self.late.start()
+        self.dock.widget().ensureWidgetVisible(self.dock.preview_box, 0, 0)
         self.asked_at = self.clock.elapsed()
         self.dock.preview_box.setChecked(True)  # the group box's check: "Live preview" on
         return self.wait_first_preview
@@ -259,6 +274,8 @@ class Probe:
         before.click()
         self.out["preview_lateness_ms"] = self.worst
         self.out["preview_lateness_ticks"] = self.ticks
+        scroll = self.dock.widget()  # the docker scrolls: show the preview in the screenshot
+        scroll.ensureWidgetVisible(self.dock.preview_box, 0, 0)
         return self.ask_for_shot("preview", self.click_apply)
 
     def click_apply(self) -> Any:
