@@ -209,10 +209,11 @@ def test_preview_is_the_applied_result_scaled_down(probe: tuple[dict[str, Any], 
     w, h = seen["doc_size"]
     applied = np.frombuffer((out / "applied.bgra").read_bytes(), np.uint8).reshape(h, w, 4)
     rgb = Image.fromarray(np.ascontiguousarray(applied[..., 2::-1]))
-    preview = Image.open(out / "preview_second_after.png").convert("RGB")
+    preview = Image.open(out / "preview_last_after.png").convert("RGB")
     small = np.asarray(rgb.resize(preview.size, Image.BOX), np.int16)
     levels = float(np.abs(small - np.asarray(preview, np.int16)).mean())
     print(f"preview vs applied result scaled down: {levels:.2f} levels")
+    assert seen["last_controls"] == seen["second_controls"], "Apply had the preview's knobs"
     assert len(seen["groups"]) == 1 and seen["tree"][-1][1] == "grouplayer"
     assert levels <= FIDELITY_LEVELS
 
@@ -222,3 +223,13 @@ def test_apply_uses_the_gallery_painting_and_remembers_it(
     seen, _ = probe
     assert seen["groups"] == [seen["tree"][-1][0]]
     assert Path(seen["recent_styles"][0]).name == Path(seen["picked_path"]).name
+
+
+def test_preview_follows_the_selection(probe: tuple[dict[str, Any], Path]) -> None:
+    """A selection on the layer: the preview shows just that part, at the preview's size."""
+    seen, _ = probe
+    x, y, w, h = seen["selection_rect"]
+    pw, ph = seen["preview_selection_size"]
+    assert max(pw, ph) == 384 and abs(pw / ph - w / h) < 0.02, (pw, ph, w, h)
+    assert seen["preview_last_size"] == seen["preview_second_size"], "deselected: whole layer"
+    assert seen["tree_after_previews"] == seen["tree_before"], "previews write nothing"

@@ -98,14 +98,16 @@ def apply(document: Any, node: Any, style_path: str | Path, *,
           background_strength: float | None = None, portrait_strength: float | None = None,
           preserve_color: bool = False, endpoint: str | None = None,
           likeness: float | None = None, stroke_size: float | None = None,
+          controls: dict[str, float | bool] | None = None,
           on_event: Callable[[Any], None] | None = None,
           timeout_s: float | None = 600.0) -> Any:
     """Stylize ``node`` after the painting at ``style_path``; the new result group node.
 
     The group "Portrait style — <style name>" is put directly above ``node``.
     Strengths, ``likeness`` and ``stroke_size`` left at None use the daemon's
-    presets. ``on_event`` receives each ``JobEvent`` (state, stage, fraction) on
-    the GUI thread.
+    presets. ``controls``: any knob-table control by name ({"portrait-saturation": 1.3},
+    what the docker sends); the keywords above win over it. ``on_event`` receives
+    each ``JobEvent`` (state, stage, fraction) on the GUI thread.
     Raises ``PortraitStyleError`` with a plain sentence when the job fails.
     """
     modules = core()  # first: it makes the wire libraries importable
@@ -117,7 +119,8 @@ def apply(document: Any, node: Any, style_path: str | Path, *,
     options = modules["core"].StylizeOptions(
         style_path=Path(style_path), background_strength=background_strength,
         portrait_strength=portrait_strength, preserve_color=preserve_color,
-        likeness=likeness, stroke_size=stroke_size, outputs=LAYER_OUTPUTS)
+        likeness=likeness, stroke_size=stroke_size, controls=dict(controls or {}),
+        outputs=LAYER_OUTPUTS)
     try:
         job = modules["job"].prepare_stylize(kdoc, node, options, load_style,
                                              connection(endpoint))

@@ -212,6 +212,9 @@ class PortraitStyleDocker(DockWidget):  # type: ignore[misc]
         scroll.setHorizontalScrollBarPolicy(SCROLL_OFF)
         scroll.setFrameShape(NO_FRAME)
         scroll.setWidget(root)
+        # never narrower than the controls: nothing is cut off at the right edge
+        scroll.setMinimumWidth(root.minimumSizeHint().width()
+                               + scroll.verticalScrollBar().sizeHint().width() + 2)
         self.setWidget(scroll)
 
     # ----------------------------------------------------------------- style

@@ -276,7 +276,39 @@ class Probe:
         self.out["preview_lateness_ticks"] = self.ticks
         scroll = self.dock.widget()  # the docker scrolls: show the preview in the screenshot
         scroll.ensureWidgetVisible(self.dock.preview_box, 0, 0)
-        return self.ask_for_shot("preview", self.click_apply)
+        return self.ask_for_shot("preview", self.select_face)
+
+    def select_face(self) -> Any:
+        """A rectangular selection: the preview follows it (the watcher sees it within 1 s)."""
+        from krita import Selection  # type: ignore[import-not-found]
+
+        self.count_before = len(self.shown)
+        w, h = self.doc.width(), self.doc.height()
+        self.sel_rect = [w // 4, h // 8, w // 2, h // 3]  # wider than tall, unlike the layer
+        selection = Selection()
+        selection.select(*self.sel_rect, 255)
+        self.doc.setSelection(selection)
+        self.asked_at = self.clock.elapsed()
+        return self.wait_selection_preview
+
+    def wait_selection_preview(self) -> Any:
+        if len(self.shown) <= self.count_before or self.dock.preview.session.busy:
+            return None
+        self.out["selection_rect"] = self.sel_rect
+        self.out["selection_preview_ms"] = self.shown[-1][0] - self.asked_at
+        self.save_preview("preview_selection")
+        self.count_before = len(self.shown)
+        Krita.instance().action("deselect").trigger()
+        return self.wait_whole_again
+
+    def wait_whole_again(self) -> Any:
+        """Deselected: the preview shows the whole layer again; it is the one Apply matches."""
+        if len(self.shown) <= self.count_before or self.dock.preview.session.busy:
+            return None
+        self.out["tree_after_previews"] = self.top_names()
+        self.save_preview("preview_last")
+        self.out["last_controls"] = self.dock.options().controls
+        return self.click_apply
 
     def click_apply(self) -> Any:
         self.dock.preview_box.setChecked(False)
