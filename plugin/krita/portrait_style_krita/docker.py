@@ -363,7 +363,7 @@ def _add_preview(dock: PortraitStyleDocker, layout: QtWidgets.QVBoxLayout) -> Li
                    "change; nothing is written to the image until Apply")
     inner = QtWidgets.QVBoxLayout(box)
     dock.preview_view = PreviewView()
-    dock.preview_view.setFixedHeight(200)
+    dock.preview_view.setFixedHeight(260)
     inner.addWidget(dock.preview_view)
     row = QtWidgets.QHBoxLayout()
     split = QtWidgets.QSlider(enum(Qt, "Orientation", "Horizontal"))
