@@ -43,7 +43,7 @@ TRIXIE_PACKAGES=(
 # ~4000 separate fdatasync calls (130 s on a busy CI disk, 36 s without them);
 # tests/editors.py preloads libeatmydata for forky's programs.
 FORKY_PACKAGES=("${TRIXIE_PACKAGES[@]}" python3-pyqt6 eatmydata)
-HOST_TOOLS=(debootstrap zstd)
+HOST_TOOLS=(debootstrap zstd bwrap)  # bwrap: Debian package bubblewrap (Flatpak-shaped tests)
 DEFAULT_MIRROR=http://deb.debian.org/debian
 
 log() { printf '[editors-chroot] %s\n' "$*" >&2; }
@@ -83,7 +83,7 @@ release_binaries() {
 ensure_host_tools() {
     local missing=() tool
     for tool in "${HOST_TOOLS[@]}"; do
-        command -v "$tool" >/dev/null || missing+=("$tool")
+        command -v "$tool" >/dev/null || missing+=("${tool/#bwrap/bubblewrap}")
     done
     ((${#missing[@]} == 0)) && return 0
     log "installing host tools: ${missing[*]}"
@@ -218,7 +218,6 @@ prepare_chroot() {
         log "chroot $root_dir is current (key $key)"
         return 0
     fi
-    ensure_host_tools
     # Leftovers of interrupted runs (this script holds the release's lock, so
     # no other run is using them).
     local stale
@@ -295,6 +294,8 @@ main() {
     local releases=("$@") release
     ((${#releases[@]} == 0)) && releases=("${DEFAULT_RELEASES[@]}")
     mkdir -p "$BASE"
+    # Also when every root is current: other tests use these tools (bwrap) too.
+    ensure_host_tools
     for release in "${releases[@]}"; do
         prepare_release "$release"
     done

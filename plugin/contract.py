@@ -19,6 +19,7 @@ from typing import Any
 from ..protocol.messages import Pixels
 from .core import BACKGROUND_LAYER, PORTRAIT_LAYER, LayerPlan, PlannedLayer, SourceLayer
 from .document import Document
+from .job import result_anchor
 from .pixels import packed, with_alpha
 from .record import JobRecord
 
@@ -74,6 +75,16 @@ def run_contract(document: Document, source_ref: Any) -> list[str]:
     group = document.add_result_group(plan, source_ref)
     expect(document.result_group_of(group) is not None, "result_group_of(group) finds it")
     expect(document.result_group_of(source_ref) is None, "the source is not a result group")
+    above = document.layer_above(source_ref)
+    above_group = document.result_group_of(above) if above is not None else None
+    expect(above_group is not None and document.read_record(above_group) is not None
+           and json.loads(document.read_record(above_group) or "{}")
+           == json.loads(plan.record.to_json() if plan.record else "{}"),
+           "layer_above(source) is the new group: it lands directly above its source")
+    anchor = document.result_group_of(result_anchor(document, source_ref, source.layer_id))
+    expect(source.layer_id == "" or (anchor is not None and
+                                     document.read_record(anchor) == document.read_record(group)),
+           "result_anchor(source) is the group just added (a later result goes above it)")
     layers = document.result_layers(group)
     expect(set(layers) >= {PORTRAIT_LAYER, BACKGROUND_LAYER},
            f"result_layers() holds Portrait and Background (got {sorted(layers)})")

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from ..protocol import knobs
-from ..protocol.constants import LAYER_NAMES, REGION_NAMES
+from ..protocol.constants import LAYER_NAMES
 from ..protocol.errors import WireError
 from ..protocol.messages import Pixels
-from ..protocol.request import JobParams
+from ..protocol.request import JobParams, preview_size
 from .pixels import alpha_of, with_alpha
 from .record import JobRecord
 
@@ -89,27 +89,31 @@ def group_name(style_name: str) -> str:
 class StylizeOptions:
     """Everything the artist chose, independent of the host's dialog.
 
-    Unset (None) knobs are not sent: the daemon's presets for the background
-    and portrait passes apply. ``region_overrides`` (``--param``) win over the
-    convenience fields. ``style_name`` defaults to the style file's readable name.
-
-    likeness: how much of the face's own detail the portrait keeps (0–1).
-    stroke_size: the painting's brush scale relative to the photo, both regions
-        (0.25–4; 1 = as the network paints, 2 = strokes twice as large).
+    Knobs are set through the knob table's controls (``protocol.knobs.controls``):
+    ``controls`` maps a control's name to its value ({"portrait-strength": 0.4,
+    "stroke-size": 2.0}); a dialog built from the table fills it as it is. The
+    keyword fields ``background_strength`` … ``stroke_size`` are the same
+    controls by their ``attr`` (what hosts written before the table pass) and
+    win over ``controls``. Unset (None) controls are not sent: the daemon's
+    defaults apply. ``region_overrides`` (``--param``) win over both.
+    ``style_name`` defaults to the style file's readable name.
     """
 
     style_path: Path | None = None
     style_name: str | None = None
     background_strength: float | None = None
     portrait_strength: float | None = None
-    preserve_color: bool = False
+    preserve_color: bool | None = None
     likeness: float | None = None
     stroke_size: float | None = None
+    controls: dict[str, float | bool | None] = field(default_factory=dict)
     region_overrides: dict[str, dict[str, float | bool]] = field(default_factory=dict)
     whole_image: bool = False
     outputs: tuple[str, ...] = LAYER_NAMES
     max_working_pixels: int | None = None
     mask_feather: float | None = None
+    #: long side of a preview (``plugin/preview.py``); None: the full result
+    preview: int | None = None
 
     def display_style_name(self) -> str:
         """The style's name for the layer group ("Portrait style — <name>")."""
@@ -121,24 +125,16 @@ class StylizeOptions:
 
     def regions(self) -> dict[str, dict[str, float | bool]]:
         """The per-region knobs to send: only what the artist actually set."""
-        out: dict[str, dict[str, float | bool]] = {}
+        values: dict[str, Any] = {name.replace("_", "-"): value
+                                  for name, value in self.controls.items()}
+        for name in _CONTROL_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                values[name.replace("_", "-")] = value
         try:
-            for region, strength in (("background", self.background_strength),
-                                     ("portrait", self.portrait_strength)):
-                if strength is not None:
-                    out.setdefault(region, {})["strength"] = knobs.knob_value(
-                        "strength", strength, f"--{region}-strength")
-            if self.likeness is not None:
-                out.setdefault("portrait", {})["likeness"] = knobs.knob_value(
-                    "likeness", self.likeness, "likeness")
-            for region in REGION_NAMES:
-                if self.preserve_color:
-                    out.setdefault(region, {})["preserve_color"] = True
-                if self.stroke_size is not None:
-                    out.setdefault(region, {})["stroke_size"] = knobs.knob_value(
-                        "stroke_size", self.stroke_size, "stroke size")
-            for region, values in knobs.typed_overrides(self.region_overrides).items():
-                out.setdefault(region, {}).update(values)
+            out = knobs.regions_from_controls(values)
+            for region, overrides in knobs.typed_overrides(self.region_overrides).items():
+                out.setdefault(region, {}).update(overrides)
         except knobs.KnobError as exc:
             raise OptionError(str(exc)) from None
         return out
@@ -156,7 +152,7 @@ class StylizeOptions:
             return JobParams(regions=self.regions(), outputs=outputs,
                              whole_image=self.whole_image,
                              max_working_pixels=self.max_working_pixels,
-                             mask_feather=self.mask_feather).check()
+                             mask_feather=self.mask_feather, preview=self.preview).check()
         except WireError as exc:
             raise OptionError(exc.message) from None
 
@@ -228,12 +224,22 @@ class LayerPlan:
         return any(p.name == name for p in self.layers)
 
 
+#: the keyword fields of ``StylizeOptions`` that are knob-table controls (by ``attr``)
+_CONTROL_FIELDS: tuple[str, ...] = ("background_strength", "portrait_strength", "preserve_color",
+                                    "likeness", "stroke_size")
+
+
 def _as_pixels(image: Any) -> Pixels:
     return image if isinstance(image, Pixels) else Pixels.coerce(image)
 
 
-def _fit(image: Any, what: str, size: tuple[int, int], alpha: Pixels | None) -> Pixels:
-    """Check a returned image's size and give it exactly the source's channels."""
+def _fit(image: Any, what: str, size: tuple[int, int], alpha: Pixels | None,
+         channels: int | None = None) -> Pixels:
+    """Check a returned image's size and give it exactly the source's channels.
+
+    channels: for a preview, the channels the daemon must have sent (it scaled
+    the source's alpha down itself); the image is then taken as it is.
+    """
     pixels = _as_pixels(image)
     width, height = size
     if pixels.channels not in (3, 4):
@@ -241,7 +247,12 @@ def _fit(image: Any, what: str, size: tuple[int, int], alpha: Pixels | None) -> 
                         "expected RGB or RGBA")
     if (pixels.width, pixels.height) != (width, height):
         raise PlanError(f"daemon returned {what} at {pixels.width}×{pixels.height}, "
-                        f"the layer is {width}×{height}")
+                        f"the {'preview' if channels else 'layer'} is {width}×{height}")
+    if channels is not None:
+        if pixels.channels != channels:
+            raise PlanError(f"daemon returned the {what} preview with {pixels.channels} "
+                            f"channel(s), the layer has {channels}")
+        return pixels
     return with_alpha(pixels, alpha)
 
 
@@ -254,26 +265,34 @@ def _fit_mask(image: Any, size: tuple[int, int]) -> Pixels:
 
 
 def plan_layers(reply: Any, source: SourceLayer, style_name: str, *,
-                whole_image: bool = False, record: JobRecord | None = None) -> LayerPlan:
+                whole_image: bool = False, record: JobRecord | None = None,
+                preview: int | None = None) -> LayerPlan:
     """Turn a daemon reply (``.layers``, ``.info``) into the layers a host creates.
 
     Every returned image must match the source's size. The source's alpha is
     put back on every image layer, so a cut-out layer stays cut out. Missing
     layers are allowed (a request may ask for a subset), but a reply must hold
     at least one of the requested layers.
+
+    preview: the reply is a preview with this long side (``JobParams.preview``):
+    its images must be ``preview_size`` and carry the source's channels (the
+    daemon scaled the alpha with them); ``LayerPlan.size`` is the preview's.
     """
     layers_in: Mapping[str, Any] = getattr(reply, "layers", None) or {}
     info = dict(getattr(reply, "info", None) or {})
-    size, alpha = source.size, source.alpha
+    size, alpha, channels = source.size, source.alpha, None
+    if preview is not None:
+        size, channels = preview_size(*source.size, preview), source.pixels.channels
     mask = _fit_mask(layers_in["mask"], size) if "mask" in layers_in else None
     planned: list[PlannedLayer] = []
     if "portrait" in layers_in:
         planned.append(PlannedLayer(PORTRAIT_LAYER, _fit(layers_in["portrait"], "portrait",
-                                                          size, alpha), mask=mask))
+                                                          size, alpha, channels), mask=mask))
     if "background" in layers_in:
         planned.append(PlannedLayer(BACKGROUND_LAYER, _fit(layers_in["background"],
-                                                            "background", size, alpha)))
-    composite = (_fit(layers_in["composite"], "composite", size, alpha)
+                                                            "background", size, alpha,
+                                                            channels)))
+    composite = (_fit(layers_in["composite"], "composite", size, alpha, channels)
                  if "composite" in layers_in else None)
     if not planned and composite is None and mask is None:
         raise PlanError("daemon reply holds none of the requested layers")

@@ -90,3 +90,11 @@ class Document(Protocol):
     def find_layer(self, layer_id: str) -> Any | None:
         """The layer with this host id, if it still exists."""
         ...
+
+    def layer_above(self, ref: Any) -> Any | None:
+        """The layer or group directly above ``ref`` in its parent (None at the top).
+
+        The core uses it to put a new result above earlier results of the same
+        photo, so the new one is never hidden under an old one.
+        """
+        ...

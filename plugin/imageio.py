@@ -11,17 +11,22 @@ failure becomes one ``ImageReadError`` whose message names the file.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
+import re
 import struct
-import tempfile
+import time
+import warnings
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from .image_header import MAX_IMAGE_PIXELS, ImageTooLarge, check_size
 
 try:  # ISA-L's deflate, when installed: ~5x faster than zlib at level 1, and smaller files
     from isal import isal_zlib as _deflate
@@ -31,7 +36,7 @@ except ImportError:  # pragma: no cover - the standard library's zlib
 _MAX_LEVEL = 3 if _deflate is not zlib else 9
 
 __all__ = ["ImageReadError", "ImageWriteError", "PendingFile", "RowSource", "load_image",
-           "load_mask",
+           "load_mask", "remove_stale_temporaries",
            "encode_png", "write_png", "write_atomic", "save_png", "FAST_PNG_LEVEL"]
 
 #: deflate level for the layers we write: level 1 deflates a stylized 24 MP layer about
@@ -67,18 +72,60 @@ def _describe(exc: BaseException) -> str:
     return f"corrupt or unreadable image ({text})"
 
 
-def _open(path: Path) -> Image.Image:
-    """Open and fully decode ``path`` with the EXIF orientation applied."""
-    if path.is_dir():
-        raise ImageReadError(f"cannot read image {str(path)!r}: is a directory")
+@contextlib.contextmanager
+def _pillow_ours() -> Iterator[None]:
+    """Pillow with the product's own limits and words, for one open + decode.
+
+    Pillow's decompression-bomb check (a warning from 89 MP, an error from 179 MP)
+    is replaced by ``image_header.check_size`` against the product's own limit,
+    checked on the header before decoding; its warnings (bomb, corrupt EXIF, …)
+    never reach the user; and a file that ends early is an error even if some
+    other library switched Pillow to loading truncated images.
+    """
+    bomb_limit, truncated_ok = Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES
+    Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = None, False
     try:
-        with Image.open(path) as img:
-            img.load()  # decode now: truncated files fail here, not later
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = bomb_limit, truncated_ok
+
+
+def _open(path: Path, max_pixels: int = MAX_IMAGE_PIXELS, what: str = "image") -> Image.Image:
+    """Open ``path``, refuse it above ``max_pixels`` from its header, then fully decode it.
+
+    The EXIF orientation is applied. A file whose header opens but whose pixels
+    stop early or do not decode (truncated download, damaged data) is refused:
+    editors would show such a painting half grey, and the result would be too.
+    """
+    if path.is_dir():
+        raise ImageReadError(f"cannot read {what} {str(path)!r}: is a directory")
+    with _pillow_ours():
+        try:
+            img = Image.open(path)
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise ImageReadError(f"cannot read {what} {str(path)!r}: {_describe(exc)}") from exc
+        with img:
+            try:
+                check_size(path, img.width, img.height, max_pixels, what)
+            except ImageTooLarge as exc:
+                raise ImageReadError(str(exc)) from None
+            try:
+                img.load()  # decode now: truncated files fail here, not later
+            except (OSError, SyntaxError, ValueError, EOFError) as exc:
+                detail = str(exc).strip() or type(exc).__name__
+                raise ImageReadError(
+                    f"cannot read {what} {str(path)!r}: corrupt or unreadable image: it "
+                    f"decodes only partly ({detail}); save it again or download it again"
+                ) from exc
             # transpose returns a copy (or the same image when nothing to do)
-            oriented = ImageOps.exif_transpose(img)
+            try:
+                oriented = ImageOps.exif_transpose(img)
+            except (OSError, SyntaxError, ValueError) as exc:
+                raise ImageReadError(
+                    f"cannot read {what} {str(path)!r}: {_describe(exc)}") from exc
             return oriented if oriented is not img else img.copy()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise ImageReadError(f"cannot read image {str(path)!r}: {_describe(exc)}") from exc
 
 
 def _to_uint8(img: Image.Image) -> Image.Image:
@@ -94,16 +141,19 @@ def _to_uint8(img: Image.Image) -> Image.Image:
     return img
 
 
-def load_image(path: str | os.PathLike[str]) -> np.ndarray:
+def load_image(path: str | os.PathLike[str], *, max_pixels: int = MAX_IMAGE_PIXELS,
+               what: str = "image") -> np.ndarray:
     """Read any image Pillow can read as H×W×3 (RGB) or H×W×4 (RGBA) uint8.
 
     Images with any transparency (RGBA, LA, palette or RGB with a transparency
     key) become RGBA so their alpha reaches the output layers; everything else
     (greyscale, CMYK, YCbCr, 16-bit) becomes RGB. The EXIF orientation is
-    applied, so the pixels are the way every viewer shows the photo.
+    applied, so the pixels are the way every viewer shows the photo. Files
+    over ``max_pixels`` are refused from their header, before decoding; ``what``
+    names the file's role in messages ("photo", "style painting").
     """
     path = Path(path)
-    img = _to_uint8(_open(path))
+    img = _to_uint8(_open(path, max_pixels, what))
     has_alpha = img.mode in {"RGBA", "LA", "PA", "RGBa", "La"} or "transparency" in img.info
     try:
         rgb = img.convert("RGBA" if has_alpha else "RGB")
@@ -115,7 +165,8 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def load_mask(path: str | os.PathLike[str], size: tuple[int, int] | None = None) -> np.ndarray:
+def load_mask(path: str | os.PathLike[str], size: tuple[int, int] | None = None, *,
+              max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     """Read a person mask as H×W uint8 (255 = person).
 
     Colour masks are reduced to their luminance; a mask with transparency uses
@@ -124,7 +175,7 @@ def load_mask(path: str | os.PathLike[str], size: tuple[int, int] | None = None)
     never silently resized, because a mismatched mask means the wrong file.
     """
     path = Path(path)
-    img = _to_uint8(_open(path))
+    img = _to_uint8(_open(path, max_pixels, "mask"))
     try:
         if img.mode in {"RGBA", "LA", "PA"} or "transparency" in img.info:
             rgba = np.asarray(img.convert("RGBA"), dtype=np.uint8)
@@ -246,56 +297,171 @@ def _write_error(path: Path, exc: OSError) -> ImageWriteError:
     return ImageWriteError(f"cannot write {str(path)!r}: {reason}")
 
 
-class PendingFile:
-    """An output written under a hidden temporary name beside ``path``.
+#: hidden temporary names: ``.NAME.<pid>.<random>.tmp`` (the pid tells a stale one)
+_TMP_SUFFIX = ".tmp"
 
-    Why: a crash, Ctrl-C or full disk mid-write must never leave a half-written
-    file under the final name (a user reopening a truncated layers.ora would lose
-    work), and a set of outputs should appear all together or not at all: write
-    every ``PendingFile``, then ``commit`` them (renames do not need disk space),
-    or ``discard`` them all on the first error. OSErrors become
+
+class PendingFile:
+    """An output written where nobody sees it, then given its final name at once.
+
+    Why: a crash, a kill or a full disk mid-write must never leave a
+    half-written file under the final name (a user reopening a truncated
+    layers.ora would lose work), nor a hidden partial file beside it (hundreds
+    of MB per killed run, found by nobody). Where the file system allows it
+    (Linux ``O_TMPFILE``) the file is written with no name at all: whatever
+    kills the process, even SIGKILL, the kernel frees it. Elsewhere it gets a
+    hidden name carrying our pid, removed on error and on SIGTERM/SIGHUP/SIGINT
+    (the command line turns those into exceptions), and by the next run into
+    the same folder if we were killed outright (``remove_stale_temporaries``).
+    A set of outputs appears all together or not at all: write every
+    ``PendingFile``, then ``commit`` them (a link and a rename need no disk
+    space), or ``discard`` them all on the first error. OSErrors become
     ``ImageWriteError`` naming the final file.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        self._named: Path | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp",
-                                       dir=self.path.parent)
+            self._fd: int | None = _open_unnamed(self.path.parent)
+            if self._fd is None:
+                self._named = self.path.with_name(_tmp_name(self.path.name))
+                self._fd = os.open(self._named, os.O_RDWR | os.O_CREAT | os.O_EXCL
+                                   | getattr(os, "O_NOFOLLOW", 0), 0o600)
         except OSError as exc:
             raise _write_error(self.path, exc) from exc
-        self.tmp = Path(tmp)
-        self._fh: BinaryIO | None = os.fdopen(fd, "wb")
+        self._written = False
+
+    @property
+    def unnamed(self) -> bool:
+        """True when the file has no name in its folder until ``commit``."""
+        return self._named is None
+
+    @property
+    def tmp(self) -> Path:
+        """A path to read the written file back by (before ``commit``)."""
+        if self._named is not None:
+            return self._named
+        return Path(f"/proc/self/fd/{self._fd}")
 
     def write_with(self, writer: Callable[[BinaryIO], object]) -> PendingFile:
-        """Run ``writer(file)`` on the temporary file and close it (flushed)."""
-        assert self._fh is not None, "already written"
-        fh, self._fh = self._fh, None
+        """Run ``writer(file)`` on the temporary file and flush it."""
+        assert self._fd is not None and not self._written, "already written"
+        self._written = True
         try:
-            with fh:
+            with os.fdopen(os.dup(self._fd), "wb") as fh:
                 writer(fh)
         except OSError as exc:
             raise _write_error(self.path, exc) from exc
         return self
 
     def commit(self) -> Path:
-        """Give the file the usual mode and rename it to its final name."""
+        """Give the file the usual mode and, in one rename, its final name."""
+        assert self._fd is not None, "discarded"
         try:
-            os.chmod(self.tmp, 0o666 & ~_umask())  # mkstemp makes 0600
-            os.replace(self.tmp, self.path)
+            os.fchmod(self._fd, 0o666 & ~_umask())  # mkstemp and O_TMPFILE make 0600
+            if self._named is None:
+                # a name only for the instant between the link and the rename
+                named = self.path.with_name(_tmp_name(self.path.name))
+                _link_unnamed(self._fd, named)
+                self._named = named
+            os.replace(self._named, self.path)
+            self._named = None
         except OSError as exc:
             self.discard()
             raise _write_error(self.path, exc) from exc
+        os.close(self._fd)
+        self._fd = None
         return self.path
 
     def discard(self) -> None:
         """Remove the temporary file (idempotent; never raises)."""
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
-        with contextlib.suppress(OSError):
-            self.tmp.unlink(missing_ok=True)
+        if self._named is not None:
+            with contextlib.suppress(OSError):
+                self._named.unlink(missing_ok=True)
+            self._named = None
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+
+
+def _tmp_name(name: str) -> str:
+    """``.NAME.<pid>.<8 hex>.tmp``: hidden, ours, and unique in its folder."""
+    return f".{name}.{os.getpid()}.{os.urandom(4).hex()}{_TMP_SUFFIX}"
+
+
+def _link_unnamed(fd: int, target: Path) -> None:
+    """Give an ``O_TMPFILE`` file a name (``linkat`` through /proc, following the link)."""
+    proc = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        # a dir fd makes Python use linkat(AT_SYMLINK_FOLLOW); plain link() would try to
+        # link the /proc entry itself
+        os.link(str(fd), target, src_dir_fd=proc, follow_symlinks=True)
+    finally:
+        os.close(proc)
+
+
+def _open_unnamed(folder: Path) -> int | None:
+    """An ``O_TMPFILE`` file in ``folder``, or None where the system or file system lacks it."""
+    flag = getattr(os, "O_TMPFILE", 0)
+    if not flag or not os.path.isdir("/proc/self/fd"):
+        return None
+    try:
+        return os.open(folder, flag | os.O_RDWR, 0o600)
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT):
+            return None  # the file system cannot: a hidden name instead
+        raise
+
+
+def remove_stale_temporaries(folder: Path, names: Iterable[str]) -> list[Path]:
+    """Remove hidden temporaries of ``names`` left in ``folder`` by runs that were killed.
+
+    Only files whose pid (in the name) no longer runs on this machine are
+    removed, so a run writing into the same folder right now keeps its own;
+    unnamed temporaries never need this. Returns the files removed.
+    """
+    removed: list[Path] = []
+    for name in names:
+        tagged = re.compile(rf"\.{re.escape(name)}\.(\d+)\.[0-9a-f]{{8}}\.tmp")
+        untagged = re.compile(rf"\.{re.escape(name)}\.[a-z0-9_]{{8}}\.tmp")
+        for path in folder.glob(f".{name}.*{_TMP_SUFFIX}"):
+            match = tagged.fullmatch(path.name)
+            if match is not None:
+                if _pid_alive(int(match.group(1))):
+                    continue  # a run writing into this folder now
+            elif not untagged.fullmatch(path.name) or (
+                    time.time() - _mtime(path) < _UNTAGGED_GRACE_S):
+                continue  # an older version's temporary: only once it is surely abandoned
+            with contextlib.suppress(OSError):
+                path.unlink()
+                removed.append(path)
+    return removed
+
+
+#: temporaries without a pid (written by older versions) are removed after this long
+_UNTAGGED_GRACE_S = 3600.0
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return time.time()
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:

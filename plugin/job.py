@@ -43,11 +43,12 @@ from .core import (
 )
 from .document import Document
 from .explain import explain
+from .image_header import MAX_IMAGE_PIXELS, ImageTooLarge, check_size, header_size
 from .pixels import drop_alpha
 from .record import JobRecord, RecordError, file_sha256
 
 __all__ = ["Connection", "Job", "JobEvent", "JobState", "StyleLoader", "apply",
-           "prepare_rerun", "prepare_stylize", "run_to_end"]
+           "prepare_rerun", "prepare_stylize", "result_anchor", "run_to_end", "stylize_source"]
 
 #: a host's way to decode a style file into 8-bit RGB(A) pixels
 StyleLoader = Callable[[Path], Pixels]
@@ -222,7 +223,8 @@ class Job:
         self.record.daemon_version = str(self.daemon.get("daemon_version", ""))
         self.record.device = str(self.daemon.get("device", ""))
         self.plan = plan_layers(reply, self.source, self.record.style_name,
-                                whole_image=self.params.whole_image, record=self.record)
+                                whole_image=self.params.whole_image, record=self.record,
+                                preview=self.params.preview)
         self.notices = notices(self.plan.info, self.source)
         move(JobState.DONE, stage="done", fraction=1.0,
              message="; ".join(self.notices))
@@ -241,14 +243,66 @@ def _load_style(style_path: Path | None, load_style: StyleLoader) -> tuple[Path,
     path = Path(style_path).expanduser()
     if not path.is_file():
         raise OptionError(f"the style painting {str(path)!r} does not exist (moved or deleted?)")
+    size = header_size(path)  # before the editor's loader decodes a pixel of it
+    if size is not None:
+        try:
+            check_size(path, *size, MAX_IMAGE_PIXELS, "style painting")
+        except ImageTooLarge as exc:
+            raise OptionError(str(exc)) from None
     return path, drop_alpha(load_style(path))  # a painting's transparency means nothing here
+
+
+def stylize_source(document: Document, layer: Any) -> Any:
+    """The layer a new stylize job reads: ``layer``, or the photo its result group came from.
+
+    The one rule for a layer inside a result group (both editors, the scripts):
+    it stands for the group's source layer — restyling a styled layer would
+    paint over a painting and nest a group in a group. When that source is
+    gone, the artist is told in words which layer to select instead.
+    """
+    group = document.result_group_of(layer)
+    if group is None:
+        return layer
+    record = JobRecord.from_json(document.read_record(group))
+    source = document.find_layer(record.source_id) if record.source_id else None
+    if source is None:
+        raise OptionError(f"this layer is part of a Portrait Style result, and the photo layer "
+                          f"it was made from ({record.source_name!r}) is gone: select a photo "
+                          "layer to stylize, or re-run this group's portrait or background")
+    return source
+
+
+def result_anchor(document: Document, source: Any, source_id: str) -> Any:
+    """The layer a new result group goes directly above.
+
+    The source layer itself, or — when earlier results of the same source
+    sit right above it — the topmost of those, so the new group is what the
+    artist sees on the canvas instead of landing hidden under an old one.
+    """
+    anchor = source
+    while (above := document.layer_above(anchor)) is not None:
+        group = document.result_group_of(above)
+        if group is None or not source_id:
+            break
+        try:
+            made_from = JobRecord.from_json(document.read_record(group)).source_id
+        except RecordError:
+            break
+        if made_from != source_id:
+            break
+        anchor = above
+    return anchor
 
 
 def prepare_stylize(document: Document, layer: Any, options: StylizeOptions,
                     load_style: StyleLoader, connection: Connection | None = None) -> Job:
-    """GUI thread: read ``layer`` and the style into a job for a new result group."""
+    """GUI thread: read ``layer`` and the style into a job for a new result group.
+
+    A layer inside a result group stands for that group's source (``stylize_source``).
+    """
     params = options.params()
     style_path, style = _load_style(options.style_path, load_style)
+    layer = stylize_source(document, layer)
     source = document.read_layer(layer)
     record = _record_for(source, style_path, options.display_style_name(), params)
     return Job(source=source, style=style, params=params, record=record,
@@ -294,6 +348,8 @@ def apply(document: Document, job: Job) -> Any:
     """
     if job.state is not JobState.DONE or job.plan is None:
         raise RuntimeError(f"the job is {job.state.value}, not done: nothing to apply")
+    if job.params.preview is not None:
+        raise RuntimeError("a preview is shown, not applied: run the job without preview")
     assert job.plan.record is not None
     if job.kind == "rerun":
         assert job.region is not None
@@ -301,7 +357,8 @@ def apply(document: Document, job: Job) -> Any:
         document.replace_layer(job.group, name, job.plan.layer(name).pixels,
                                job.plan.record.to_json())
         return job.group
-    return document.add_result_group(job.plan, job.group)
+    return document.add_result_group(job.plan,
+                                     result_anchor(document, job.group, job.source.layer_id))
 
 
 def run_to_end(document: Document, job: Job,

@@ -6,6 +6,11 @@ start is left running (detached, in its own session, logging to a file) and the
 next call finds it warm. A daemon that dies while starting is reported with the
 tail of its log, because "it did not start" alone tells nobody anything.
 
+Inside a Flatpak sandbox nothing is started: the product's environment lives
+on the host, where the installer's user service runs the daemon; the artist
+reads which sandbox it is and the one host command that fixes it
+(``portrait_style/sandbox.py``).
+
 The daemon is started with the command the config file names (written by the
 set-up for its installation) — never ``sys.executable`` blindly, which inside
 an editor is the editor. Two hosts starting a daemon at the same moment take
@@ -28,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import paths
+from .. import paths, sandbox
 from ..config import Config, load_config
 from ..protocol.client import DaemonClient
 from ..protocol.endpoints import configured_or_default, default_endpoint, is_local_endpoint
@@ -303,6 +308,10 @@ def ensure_daemon(endpoint: str | None = None, *, command: Sequence[str] | None 
         raise DaemonUnreachable(
             f"no daemon answered at {endpoint}, and a daemon can only be started here "
             f"for a local endpoint")
+    app = sandbox.flatpak_app()
+    if app is not None and not command:
+        # the product's environment is on the host: a sandbox cannot run it (NOTES-hosts)
+        raise DaemonStartError(sandbox.unreachable_message(app, endpoint.startswith("ipc://")))
     argv = list(command) if command else daemon_command(config)
     with launcher_lock(cancel):
         hello = probe(endpoint, timeout_s=probe_timeout_s, token=token)  # won the race?

@@ -19,6 +19,7 @@ from . import __version__
 SUBCOMMANDS: dict[str, str] = {
     "serve": ".daemon.server_cli",
     "stylize": ".plugin.cli_host",
+    "styles": ".styles_cli",
     "weights": ".weights.cli",
     "train": ".weights.train",
     "keys": ".keys_cli",
@@ -66,4 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return 2
-    return int(func(args) or 0)
+    from .paths import UnsafeFolderError
+
+    try:
+        return int(func(args) or 0)
+    except UnsafeFolderError as exc:  # serve, status, stop, …: one sentence, not a traceback
+        print(f"portrait-style {args.command}: {exc}", file=sys.stderr)
+        return exc.exit_code

@@ -6,7 +6,9 @@ the daemon (the exact command of the installation that wrote it), which
 endpoint to use, and where the CurveZMQ keys are for a remote daemon. The
 developer set-up (``installer/setup-dev.sh``) and the installer write it with
 ``portrait-style config --init``; ``$PORTRAIT_STYLE_HOME`` moves it with
-everything else. Standard library only (copied into the plug-ins).
+everything else. Inside a Flatpak sandbox the app's own config folder is read
+first (the installer writes a copy there), then the host's (``sandbox.py``).
+Standard library only (copied into the plug-ins).
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from . import paths
+from . import paths, sandbox
 
-__all__ = ["Config", "ConfigError", "config_path", "load_config", "save_config",
-           "this_installation_config"]
+__all__ = ["Config", "ConfigError", "config_path", "load_config", "readable_config_path",
+           "save_config", "this_installation_config"]
 
 CONFIG_NAME = "config.json"
 
@@ -57,9 +59,24 @@ def config_path() -> Path:
     return paths.config_dir() / CONFIG_NAME
 
 
+def readable_config_path() -> Path:
+    """The config file to read: this user's, or the host's from inside a Flatpak sandbox.
+
+    Inside a sandbox ``config_path()`` is under ``~/.var/app/<app-id>/config``; the
+    installer writes a copy there, but when there is none the host's own file
+    (``$HOST_XDG_CONFIG_HOME`` or ``~/.config``) is read, so a plug-in in a
+    Flatpak editor finds the installation even when the copy is missing.
+    """
+    own = config_path()
+    if own.exists() or paths.HOME_ENV in os.environ or sandbox.flatpak_app() is None:
+        return own
+    host = sandbox.host_config_dir() / CONFIG_NAME
+    return host if host.exists() else own
+
+
 def load_config(path: Path | None = None) -> Config:
     """The config file's settings; an empty ``Config`` when there is none."""
-    path = path or config_path()
+    path = path or readable_config_path()
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

@@ -12,8 +12,10 @@ folders below are the ones platformdirs gives, written out).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -84,9 +86,11 @@ def runtime_dir() -> Path:
     """A folder only this user can enter, for the local daemon's socket and lock.
 
     ``$XDG_RUNTIME_DIR/portrait-style`` where the session has one (Linux),
-    otherwise ``<tmp>/portrait-style-<uid>``. Created with mode 0700; one that
-    exists but belongs to someone else, or that others can enter, is refused —
-    a socket there could be another user's daemon.
+    otherwise ``<tmp>/portrait-style-<uid>``. Created with mode 0700 and checked
+    without following links (``_private_folder``): a symbolic link, a folder of
+    another user or one that others may enter raises ``UnsafeFolderError`` —
+    a socket there could be another user's daemon, and following a planted link
+    would hand the daemon's socket (and a chmod) to a folder of the link's choice.
     """
     override = _home_override()
     if override is not None:
@@ -103,17 +107,101 @@ def _uid() -> int | str:
     return getuid() if getuid is not None else os.environ.get("USERNAME", "user")
 
 
+#: the exit status of every command that refuses an unsafe private folder
+UNSAFE_FOLDER_EXIT = 7
+
+
+class UnsafeFolderError(Exception):
+    """The private folder is a link, another user's, or open to others: refused.
+
+    Deliberately not an ``OSError``: nothing that tolerates a missing or
+    unwritable folder may swallow it. The message is one sentence that names
+    the folder, what is wrong and the fix; commands exit with
+    ``UNSAFE_FOLDER_EXIT``.
+    """
+
+    exit_code = UNSAFE_FOLDER_EXIT
+
+
 def _private_folder(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """Create or check ``folder`` (mode 0700, ours) without following a link at its name.
+
+    Why not ``mkdir`` + ``stat`` + ``chmod``: in a shared, sticky folder (``/tmp``)
+    another user can put a symbolic link where our folder will be; ``stat`` and
+    ``chmod`` follow it. Here the parent is opened once, the folder is made and
+    opened relative to it with ``O_NOFOLLOW``, and owner and mode are checked on
+    what was opened (``fstat``), never changed. A folder we own in a sticky
+    parent cannot be renamed or replaced by others, so later uses of the path
+    reach this same folder.
+    """
     if os.name != "posix":
+        folder.mkdir(parents=True, exist_ok=True)
         return folder
-    info = folder.stat()
+    parent = folder.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    parent_fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(folder.name, 0o700, dir_fd=parent_fd)
+        try:
+            fd = os.open(folder.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW,
+                         dir_fd=parent_fd)
+        except OSError as exc:
+            raise _refusal(folder, parent_fd, exc) from None
+    finally:
+        os.close(parent_fd)
+    try:
+        info = os.fstat(fd)
+    finally:
+        os.close(fd)
     if info.st_uid != os.getuid():
-        raise PermissionError(f"{folder} belongs to another user: refusing to put the "
-                              "daemon's socket there")
+        raise UnsafeFolderError(
+            f"refusing {folder}: it belongs to {_user_name(info.st_uid)}, not to you, so a "
+            f"daemon socket there could be theirs; have it removed (rm -r {folder}, as its "
+            f"owner or an administrator) or {_ELSEWHERE}")
     if info.st_mode & 0o077:
-        os.chmod(folder, 0o700)
+        raise UnsafeFolderError(
+            f"refusing {folder}: others may enter it (mode {info.st_mode & 0o777:o}), so a "
+            f"socket there could be someone else's; run 'chmod 700 {folder}' or "
+            f"{_ELSEWHERE}")
     return folder
+
+
+_ELSEWHERE = ("set XDG_RUNTIME_DIR (or PORTRAIT_STYLE_HOME) to a folder only you can "
+              "enter")
+
+
+def _refusal(folder: Path, parent_fd: int, exc: OSError) -> UnsafeFolderError:
+    """Words for a folder that could not be opened as a plain directory of ours."""
+    try:
+        info = os.stat(folder.name, dir_fd=parent_fd, follow_symlinks=False)
+    except OSError:
+        info = None
+    if info is not None and stat.S_ISLNK(info.st_mode):
+        try:
+            target = os.readlink(folder.name, dir_fd=parent_fd)
+        except OSError:
+            target = "?"
+        return UnsafeFolderError(
+            f"refusing {folder}: it is a symbolic link (to {target}, made by "
+            f"{_user_name(info.st_uid)}), which could send the daemon's socket anywhere; "
+            f"remove the link (rm {folder}) or {_ELSEWHERE}")
+    if info is not None and not stat.S_ISDIR(info.st_mode):
+        return UnsafeFolderError(
+            f"refusing {folder}: it is a file, not a folder (made by "
+            f"{_user_name(info.st_uid)}); remove it (rm {folder}) or {_ELSEWHERE}")
+    return UnsafeFolderError(f"cannot open {folder}: {exc.strerror or exc}; {_ELSEWHERE}")
+
+
+def _user_name(uid: int) -> str:
+    if uid == getattr(os, "getuid", lambda: -1)():
+        return "you"
+    try:
+        import pwd
+
+        return f"user {pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except (ImportError, KeyError):
+        return f"uid {uid}"
 
 
 def socket_path(name: str = "daemon") -> Path:

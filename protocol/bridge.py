@@ -26,7 +26,10 @@ import threading
 from collections.abc import Sequence
 from typing import IO, Any
 
-__all__ = ["BridgeSocket", "TRANSPORT_ENV", "serve_bridge", "wants_bridge"]
+from .errors import DaemonUnreachable
+
+__all__ = ["BridgeSocket", "TRANSPORT_ENV", "bridge_unavailable", "serve_bridge",
+           "wants_bridge"]
 
 #: "bridge" forces this transport (tests on Linux, or a user whose pyzmq misbehaves)
 TRANSPORT_ENV = "PORTRAIT_STYLE_TRANSPORT"
@@ -39,6 +42,20 @@ _LENGTH = struct.Struct(">Q")
 def wants_bridge(zmq_available: bool) -> bool:
     """Use the bridge when pyzmq is missing, or when the environment asks for it."""
     return os.environ.get(TRANSPORT_ENV, "").lower() == "bridge" or not zmq_available
+
+
+def bridge_unavailable(python: str, exc: OSError) -> str:
+    """Why neither pyzmq nor the bridge works in this editor, and the one fix."""
+    from .. import sandbox
+
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    app = sandbox.flatpak_app()
+    where = (f"{sandbox.app_name(app)} runs in a Flatpak sandbox ({app}), which cannot run "
+             if app else "this editor cannot run ")
+    return (f"pyzmq does not load in this editor's Python {version}, and {where}"
+            f"portrait-style's bridge helper {python} ({exc.strerror or exc}). Install the "
+            f"plug-in for this Python (on the host): portrait-style install-plugin gimp|krita "
+            f"--python {version}")
 
 
 def write_message(stream: IO[bytes], frames: Sequence[Any]) -> None:
@@ -85,10 +102,18 @@ class BridgeSocket:
 
     @classmethod
     def open(cls, endpoint: str, python: str) -> BridgeSocket:
-        """Start the helper with the product's interpreter ``python``."""
-        proc = subprocess.Popen([python, "-m", "portrait_style", "bridge", endpoint],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL, close_fds=True)
+        """Start the helper with the product's interpreter ``python``.
+
+        When that interpreter cannot be run from here (the editor sits in a
+        sandbox, container or chroot that does not see the product's
+        environment) the artist is told so in words, with the fix.
+        """
+        try:
+            proc = subprocess.Popen([python, "-m", "portrait_style", "bridge", endpoint],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=subprocess.DEVNULL, close_fds=True)
+        except OSError as exc:
+            raise DaemonUnreachable(bridge_unavailable(python, exc)) from None
         return cls(proc)
 
     def _pump(self) -> None:

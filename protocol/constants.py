@@ -15,19 +15,8 @@ LAYER_NAMES: tuple[str, ...] = ("background", "portrait", "mask", "composite")
 #: the two region passes, each with its own knobs
 REGION_NAMES: tuple[str, ...] = ("background", "portrait")
 
-#: numeric region knobs and their inclusive ranges (SPEC.md §5, "Region knobs");
-#: hosts build their sliders from this, the daemon validates against it
-REGION_FLOAT_KNOBS: dict[str, tuple[float, float]] = {
-    "strength": (0.0, 1.0),
-    "w_low": (0.0, 2.0),
-    "w_high": (0.0, 2.0),
-    "structure": (0.0, 1.0),
-    "likeness": (0.0, 1.0),
-    "stroke_size": (0.25, 4.0),
-}
-
-#: on/off region knobs
-REGION_BOOL_KNOBS: tuple[str, ...] = ("preserve_color",)
+#: the region knobs themselves (names, types, ranges, defaults, labels) are one
+#: table: protocol/knobs.py
 
 #: environment variable holding the shared token (daemon and clients)
 TOKEN_ENV = "PORTRAIT_STYLE_TOKEN"

@@ -20,17 +20,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from .constants import (
-    LAYER_NAMES,
-    MAX_MASK_FEATHER,
-    MIN_WORKING_PIXELS,
-    REGION_BOOL_KNOBS,
-    REGION_FLOAT_KNOBS,
-    REGION_NAMES,
-)
+from .constants import LAYER_NAMES, MAX_MASK_FEATHER, MIN_WORKING_PIXELS, REGION_NAMES
 from .errors import BAD_PARAMS, WireError
+from .knobs import KNOBS, KnobError, check_knob
 
-__all__ = ["JobParams", "check_outputs", "check_regions", "Regions"]
+__all__ = ["MAX_PREVIEW", "MIN_PREVIEW", "JobParams", "check_outputs", "check_regions",
+           "preview_size", "Regions"]
+
+#: the smallest and largest long side a preview may ask for
+MIN_PREVIEW = 32
+MAX_PREVIEW = 4096
 
 Regions = dict[str, dict[str, float | bool]]
 
@@ -60,6 +59,11 @@ class JobParams:
         (None: the daemon's default).
     mask_feather: Gaussian softening of the segmented mask's edge in layer
         pixels (None: the daemon's default); an artist's mask is never changed.
+    preview: a preview with this long side in pixels instead of the full-size
+        result (None: full size). Every layer comes back at
+        ``preview_size(width, height, preview)``; it is the full result scaled
+        down (same working size, so the same strokes, colours and mask), only
+        cheaper: nothing is computed at full resolution.
     """
 
     regions: Regions = field(default_factory=dict)
@@ -67,6 +71,7 @@ class JobParams:
     whole_image: bool = False
     max_working_pixels: int | None = None
     mask_feather: float | None = None
+    preview: int | None = None
 
     def check(self) -> JobParams:
         """This request with every field validated and normalised, or ``WireError``."""
@@ -76,6 +81,7 @@ class JobParams:
             whole_image=_check_bool(self.whole_image, "whole_image"),
             max_working_pixels=_check_working_pixels(self.max_working_pixels),
             mask_feather=_check_feather(self.mask_feather),
+            preview=_check_preview(self.preview),
         )
 
     def to_header(self) -> dict[str, Any]:
@@ -86,6 +92,8 @@ class JobParams:
             out["max_working_pixels"] = self.max_working_pixels
         if self.mask_feather is not None:
             out["mask_feather"] = self.mask_feather
+        if self.preview is not None:
+            out["preview"] = self.preview
         return out
 
     @classmethod
@@ -107,10 +115,13 @@ class JobParams:
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data for storing with a result (JSON-safe)."""
-        return {"regions": {r: dict(k) for r, k in self.regions.items()},
-                "outputs": list(self.outputs), "whole_image": self.whole_image,
-                "max_working_pixels": self.max_working_pixels,
-                "mask_feather": self.mask_feather}
+        out = {"regions": {r: dict(k) for r, k in self.regions.items()},
+               "outputs": list(self.outputs), "whole_image": self.whole_image,
+               "max_working_pixels": self.max_working_pixels,
+               "mask_feather": self.mask_feather}
+        if self.preview is not None:
+            out["preview"] = self.preview
+        return out
 
 
 def _check_bool(value: Any, where: str) -> bool:
@@ -129,6 +140,27 @@ def _check_working_pixels(value: Any) -> int | None:
         raise _bad(f"max_working_pixels must be at least {MIN_WORKING_PIXELS}, got {value}",
                    "max_working_pixels")
     return int(value)
+
+
+def _check_preview(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _bad(f"preview must be a whole number of pixels, got {_short(value)}", "preview")
+    if not MIN_PREVIEW <= value <= MAX_PREVIEW:
+        raise _bad(f"preview must be {MIN_PREVIEW} … {MAX_PREVIEW} px (its long side), got "
+                   f"{value}", "preview")
+    return int(value)
+
+
+def preview_size(width: int, height: int, long_side: int) -> tuple[int, int]:
+    """(width, height) of a preview of a ``width``×``height`` layer: long side ``long_side``.
+
+    Never larger than the layer itself; both sides at least 1. Client and daemon
+    both use this, so a host knows the size to expect.
+    """
+    scale = min(1.0, long_side / max(width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))
 
 
 def _check_feather(value: Any) -> float | None:
@@ -185,16 +217,10 @@ def check_regions(regions: Any) -> Regions:
 
 
 def _check_knob(where: str, knob: str, value: Any) -> float | bool:
-    if knob in REGION_BOOL_KNOBS:
-        if not isinstance(value, bool):
-            raise _bad(f"{where} must be true or false, got {_short(value)}", where)
-        return value
-    if knob in REGION_FLOAT_KNOBS:
-        low, high = REGION_FLOAT_KNOBS[knob]
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise _bad(f"{where} must be a number, got {_short(value)}", where)
-        if not (math.isfinite(value) and low <= value <= high):
-            raise _bad(f"{where} = {_short(value)} is outside {low:g} … {high:g}", where)
-        return float(value)
-    known = ", ".join([*REGION_FLOAT_KNOBS, *REGION_BOOL_KNOBS])
-    raise _bad(f"unknown knob {where!r}; known: {known}", where)
+    """The knob table's own validator (``knobs.check_knob``), typed values only."""
+    if knob not in KNOBS:
+        raise _bad(f"unknown knob {where!r}; known: {', '.join(KNOBS)}", where)
+    try:
+        return check_knob(knob, value, where, text=False)
+    except KnobError as exc:
+        raise _bad(str(exc), where) from None

@@ -66,7 +66,7 @@ class FakeDocument:
         for planned in plan.layers:
             group.children.append(FakeLayer(planned.name, planned.pixels, plan.offset,
                                             mask=planned.mask, parent=group))
-        self.stack.insert(self.stack.index(above), group)
+        self.stack.insert(next(i for i, item in enumerate(self.stack) if item is above), group)
         self.undo_steps += 1
         return group
 
@@ -96,5 +96,17 @@ class FakeDocument:
         group.record = record
         self.undo_steps += 1
 
-    def find_layer(self, layer_id: str) -> FakeLayer | None:
-        return self.source if layer_id == self.source.layer_id else None
+    def find_layer(self, layer_id: str) -> FakeLayer | FakeGroup | None:
+        for item in self.stack:
+            if item.layer_id == layer_id:
+                return item
+            for child in getattr(item, "children", ()):
+                if child.layer_id == layer_id:
+                    return child
+        return None
+
+    def layer_above(self, ref: Any) -> FakeLayer | FakeGroup | None:
+        parent = getattr(ref, "parent", None)
+        siblings = parent.children if parent is not None else self.stack
+        index = next(i for i, item in enumerate(siblings) if item is ref)
+        return siblings[index - 1] if index > 0 else None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 
@@ -183,3 +184,52 @@ def test_command_line_reaches_a_curve_daemon_with_server_key(tmp_path):
         assert (tmp_path / "out" / "background.png").exists()
         refused = run_cli("stylize", [*args, "--out", str(tmp_path / "plain")], env)
         assert refused.returncode != 0 and not (tmp_path / "plain" / "background.png").exists()
+
+
+def test_revoke_shuts_out_a_connection_held_open(tmp_path):
+    """Issue 23 case 3: a connection opened before ``keys revoke`` is refused within seconds.
+
+    Before, 6 of 6 jobs on such a connection were served for the next 15 s. Now the
+    running job is cancelled with ``auth_failed`` and every later message on the same
+    connection is refused the same way.
+    """
+    folders = KeyFolders(tmp_path / "k")
+    create_key_pair(folders.server, "server")
+    create_key_pair(folders.client, "client")
+    env = isolated_env(tmp_path / "home")
+    assert run_cli("keys", ["--dir", str(folders.root), "allow",
+                            str(folders.client / "client.key"), "--name", "carol"],
+                   env).returncode == 0
+    curve = CurveClientKeys.from_files(folders.client_secret, folders.server / "server.key")
+    with running(tmp_path / "d", "--engine", "noop", "--noop-delay", "30", "--server-keys",
+                 str(folders.server_secret), "--allowed-keys", str(folders.allowed)) as daemon, \
+            DaemonClient(daemon.endpoint, timeout_s=60, curve=curve) as client:
+        client.ping()  # the connection is made and authenticated
+        outcome: dict[str, object] = {}
+
+        def long_job() -> None:
+            try:
+                client.stylize(IMAGE, IMAGE, outputs=["background"])
+                outcome["served"] = True
+            except errors.ProtocolError as exc:
+                outcome["error"] = exc
+                outcome["at"] = time.monotonic()
+
+        worker = threading.Thread(target=long_job)
+        worker.start()
+        time.sleep(1.0)  # the job runs (30 s) on the connection made before the revoke
+        proc = run_cli("keys", ["--dir", str(folders.root), "revoke", "carol"], env)
+        assert proc.returncode == 0, proc.stderr
+        revoked = time.monotonic()
+        worker.join(10)
+        assert not worker.is_alive(), "the running job was not stopped by the revoke"
+        assert "served" not in outcome
+        error = outcome["error"]
+        assert isinstance(error, errors.AuthFailed) and "revoked" in error.message, error
+        print(f"running job refused {outcome['at'] - revoked:.2f} s after the revoke")
+        assert outcome["at"] - revoked < 3.0
+        # the same connection, a new request: refused, not served
+        with pytest.raises(errors.AuthFailed, match="revoked"):
+            client.stylize(IMAGE, IMAGE, outputs=["background"], timeout_s=5)
+        with pytest.raises(errors.AuthFailed):
+            client.ping()

@@ -178,6 +178,80 @@ def test_mask_is_the_daemons_mask_and_portrait_is_uncut(
     assert set(portrait[3::4]) == {255}, "Portrait is whole-frame opaque, not cut by the mask"
 
 
+#: what the artist sees may differ from the daemon's composite by this much (mean, 8-bit levels)
+SEEN_LEVELS = 1.0
+
+
+def daemon_composite(daemon: Any, photo: Path, w: int, h: int,
+                     mask: bytes | None = None) -> Any:
+    """The daemon's own composite for ``photo`` (a B,G,R,A dump; R,G,B,A array), asked directly.
+
+    ``mask``: the artist's edited mask, sent as a re-run sends it.
+    """
+    import numpy as np
+    from PIL import Image
+
+    from portrait_style.protocol.client import DaemonClient
+    from portrait_style.protocol.messages import Pixels
+    from portrait_style.protocol.request import JobParams
+
+    source = Pixels.from_buffer(_rgba(photo.read_bytes()), (h, w, 4))
+    style_image = Image.open(STYLE).convert("RGB")
+    style = Pixels.from_buffer(style_image.tobytes(), (style_image.height,
+                                                       style_image.width, 3))
+    sent = None if mask is None else Pixels.from_buffer(mask, (h, w, 1))
+    with DaemonClient(daemon.endpoint, as_arrays=False) as client:
+        reply = client.stylize(source, style, JobParams().check(), mask=sent)
+    return np.frombuffer(reply.layers["composite"].tobytes(), np.uint8).reshape(h, w, -1)
+
+
+def seen_levels(bgra: bytes, composite: Any) -> float:
+    """Mean level difference between a B,G,R,A dump of what Krita shows and an RGB(A) array."""
+    import numpy as np
+
+    seen = np.frombuffer(bgra, np.uint8).reshape(composite.shape[0], composite.shape[1], 4)
+    return float(np.abs(seen[..., 2::-1].astype(int) - composite[..., :3].astype(int)).mean())
+
+
+def test_canvas_shows_the_daemons_composite(suite: tuple[dict[str, Any], Path],
+                                            daemon: Any) -> None:
+    """What the artist sees (the document's projection once Krita is idle, never refreshed
+    by the test) is the daemon's composite: after Apply, after a re-run with an edited mask,
+    in the .kra's merged image, and after reopening it — and the group's thumbnail too."""
+    import io
+    import zipfile
+
+    import numpy as np
+    from PIL import Image
+
+    res = scenario(suite, "main")
+    out = suite[1]
+    w, h = res["size"]
+    applied = daemon_composite(daemon, out / "main_source.bgra", w, h)
+    edited = daemon_composite(daemon, out / "main_source.bgra", w, h,
+                              (out / "rerun_mask.gray").read_bytes())
+    photo = _rgba((out / "main_source.bgra").read_bytes())
+    photo_rgb = np.frombuffer(photo, np.uint8).reshape(h, w, 4)
+    seen = {"apply": seen_levels((out / "main_shown_apply.bgra").read_bytes(), applied),
+            "rerun": seen_levels((out / "main_shown_rerun.bgra").read_bytes(), edited),
+            "reopened": seen_levels((out / "reopened_shown.bgra").read_bytes(), edited)}
+    with zipfile.ZipFile(out / "main.kra") as kra:
+        merged = Image.open(io.BytesIO(kra.read("mergedimage.png"))).convert("RGBA")
+    merged_bgra = _rgba(merged.tobytes())  # R,G,B,A → B,G,R,A (the swap is its own inverse)
+    seen["kra_merged"] = seen_levels(merged_bgra, edited)
+    print(f"seen vs the daemon's composite (levels): {seen}; photo vs composite "
+          f"{seen_levels(_rgba(photo), applied):.1f}")
+    assert seen_levels(_rgba(photo), applied) > 10 * SEEN_LEVELS, "the style must show"
+    assert photo_rgb.shape == applied.shape
+    for moment, levels in seen.items():
+        assert levels <= SEEN_LEVELS, f"{moment}: the artist sees {levels:.1f} levels off"
+    assert res["view_apply"]["diff"] <= SEEN_LEVELS, res["view_apply"]
+    assert res["rerun"]["view"]["diff"] <= SEEN_LEVELS, res["rerun"]["view"]
+    assert res["reopened"]["view_on_open"]["diff"] <= SEEN_LEVELS
+    assert res["reopened"]["view_after_rerun"]["diff"] <= SEEN_LEVELS
+    assert res["thumbnail_vs_view"] <= SEEN_LEVELS, "the group's thumbnail shows the result"
+
+
 def test_rerun_portrait_keeps_the_painted_mask(suite: tuple[dict[str, Any], Path]) -> None:
     rerun = scenario(suite, "main")["rerun"]
     assert rerun["outputs"] == ["portrait"]
@@ -222,8 +296,10 @@ def test_moved_smaller_layer_keeps_bounds_and_alpha(suite: tuple[dict[str, Any],
     assert res["directly_above_source"]
     assert res["alpha_kept"] == {"Portrait": True, "Background": True}
     assert res["source_unchanged"]
-    assert res["params"]["regions"] == {"background": {"strength": 0.8},
-                                        "portrait": {"strength": 0.5}}
+    assert res["view"]["diff"] <= SEEN_LEVELS and res["view"]["outside_same"], res["view"]
+    assert res["view"]["vs_photo"] > 10 * SEEN_LEVELS, res["view"]
+    assert {region: knobs["strength"] for region, knobs in res["params"]["regions"].items()} \
+        == {"background": 0.8, "portrait": 0.5}
 
 
 def test_16bit_document_converted_with_notice(suite: tuple[dict[str, Any], Path]) -> None:
@@ -232,6 +308,7 @@ def test_16bit_document_converted_with_notice(suite: tuple[dict[str, Any], Path]
     assert res["portrait_matches_8bit_result"]
     assert any("16-bit" in n and "8-bit" in n for n in res["notices"]), res["notices"]
     assert res["source_unchanged"] and res["mask_type"] == "transparencymask"
+    assert res["view"]["diff"] <= SEEN_LEVELS < res["view"]["vs_photo"], res["view"]
 
 
 def test_grey_cmyk_and_float_documents_are_served_in_srgb(
@@ -250,6 +327,9 @@ def test_grey_cmyk_and_float_documents_are_served_in_srgb(
         assert any("read as 8-bit sRGB" in n for n in entry["notices"]), entry["notices"]
         assert entry["source_unchanged"], f"{space}: the photo was modified"
         assert 40 < entry["sent_mean"] < 215, f"{space}: the photo arrived blank or clipped"
+        for moment in ("view", "view_rerun"):  # what the canvas shows, through Krita's sRGB
+            assert entry[moment]["diff"] <= SEEN_LEVELS < entry[moment]["vs_photo"], (
+                space, moment, entry[moment])
     assert res["GRAYA/U8"]["sent_grey"], "a grey photo arrives as R = G = B"
     assert not res["CMYKA/U8"]["sent_grey"], "a CMYK photo keeps its colour"
     # scratch documents are closed: only the test's own document is open each time
@@ -261,7 +341,7 @@ def test_daemon_errors_in_plain_words(suite: tuple[dict[str, Any], Path]) -> Non
     res = scenario(suite, "unreachable")
     assert res["error"].startswith("The portrait-style daemon could not start"), res["error"]
     assert "installer" in res["error"] and "Traceback" not in res["error"]
-    assert res["layers_added"] == 0
+    assert res["layers_added"] == 0 and res["view_unchanged"]
     assert res["seconds"] < 10
 
 
@@ -270,13 +350,53 @@ def test_cancel_leaves_the_document_unchanged(suite: tuple[dict[str, Any], Path]
     assert res["error_type"] == "PortraitStyleError" and res["error"] == "cancelled"
     assert res["final_state"] == "cancelled"
     assert "running" in res["states"] and "done" not in res["states"], res["states"]
-    assert res["layers_added"] == 0
+    assert res["layers_added"] == 0 and res["view_unchanged"]
+
+
+def test_damaged_painting_refused_in_words(suite: tuple[dict[str, Any], Path]) -> None:
+    """A painting that decodes only partly: the scripting API refuses it, naming the file;
+    nothing is added and the canvas still shows the photo (the docker: the GUI test)."""
+    res = scenario(suite, "damaged_style")
+    for name in ("cut_painting.jpg", "corrupt_painting.png"):
+        entry = res[name]
+        assert entry["error_type"] == "PortraitStyleError", entry
+        assert name in entry["error"] and "damaged" in entry["error"], entry["error"]
+        assert "Traceback" not in entry["error"]
+        assert entry["layers_added"] == 0 and entry["view_unchanged"], entry
+    assert "30,000 bytes" in res["cut_painting.jpg"]["error"]
+    assert res["whole_painting.png"]["error"] is None, res["whole_painting.png"]
+
+
+def test_apply_inside_a_result_group_restyles_its_photo(
+        suite: tuple[dict[str, Any], Path]) -> None:
+    """The core's one rule, in Krita: a layer inside a result group stands for the group's
+    photo; the new group lands directly above the earlier one, visible, shown on the canvas;
+    with the photo gone, refused in words and nothing changes."""
+    res = scenario(suite, "inside_group")
+    assert res["made_from_photo"], "restyled the photo, not the styled layer"
+    assert res["second_above_first"] and res["second_visible"], res["top_level"]
+    assert res["nested"] == ["paintlayer", "paintlayer"], "no group nested in the group"
+    assert [t for _, t in res["top_level"]].count("grouplayer") == 2, res["top_level"]
+    assert res["view"]["diff"] <= SEEN_LEVELS < res["view"]["vs_photo"], res["view"]
+    assert res["orphan_error_type"] == "PortraitStyleError", res
+    assert "Photo" in res["orphan_error"] and "gone" in res["orphan_error"], res["orphan_error"]
+    assert res["orphan_layers_added"] == 0 and res["orphan_view_unchanged"]
+
+
+def test_daemon_line_tells_a_dead_daemon_within_seconds(
+        suite: tuple[dict[str, Any], Path]) -> None:
+    res = scenario(suite, "status")
+    assert res["alive"].startswith("Daemon: ") and "magenta" in res["alive"], res["alive"]
+    assert "not running" in res["dead"] and "127.0.0.1:9" in res["dead"], res["dead"]
+    assert res["dead_seconds"] + res["every_s"] <= 5, "the docker asks every few seconds"
 
 
 def test_mask_from_selection_and_back(suite: tuple[dict[str, Any], Path]) -> None:
     res = scenario(suite, "selection")
     assert res["mask_sum"] == 200
     assert res["mask_from_selection"] and res["selection_from_mask"]
+    for moment in ("view_added", "view_mask_from_selection"):
+        assert res[moment]["diff"] <= SEEN_LEVELS < res[moment]["vs_photo"], res[moment]
 
 
 def test_missing_wire_libraries_reported_not_fatal(profile: Path, tmp_path: Path) -> None:
@@ -361,7 +481,8 @@ def test_host_krita_51_with_daemon_started_on_demand(tmp_path: Path) -> None:
                KRITA_SUITE_PHOTO=str(PHOTO), KRITA_SUITE_STYLE=str(STYLE),
                KRITA_SUITE_SIZE=str(SIZE), PATH="/usr/bin:/bin",
                # not "unreachable": with a daemon command configured it would start one
-               KRITA_SUITE_ONLY="contract,main,moved,u16,other_models,selection,cancel",
+               KRITA_SUITE_ONLY="contract,main,moved,u16,other_models,selection,cancel,"
+               "damaged_style,inside_group",
                PYTHONPATH=f"{profile / 'krita' / 'pykrita'}:{SCRIPTS}",
                PORTRAIT_STYLE_WEIGHTS_CACHE=os.environ["PORTRAIT_STYLE_WEIGHTS_CACHE"])
     (home / editors.RESULT_NAME).unlink(missing_ok=True)
@@ -392,11 +513,30 @@ def test_host_krita_51_with_daemon_started_on_demand(tmp_path: Path) -> None:
     assert scenario((results, out), "selection")["mask_from_selection"]
     assert scenario((results, out), "u16")["portrait_matches_8bit_result"]
     assert scenario((results, out), "cancel")["layers_added"] == 0
+    # what the artist sees, in 5.1 as in 5.2: every Apply and re-run shows on the canvas
+    views = {"apply": main["view_apply"], "rerun": main["rerun"]["view"],
+             "reopened": main["reopened"]["view_on_open"],
+             "reopened_rerun": main["reopened"]["view_after_rerun"],
+             "moved": scenario((results, out), "moved")["view"],
+             "u16": scenario((results, out), "u16")["view"],
+             "selection": scenario((results, out), "selection")["view_added"]}
+    for space, entry in scenario((results, out), "other_models").items():
+        if "/" in space:
+            views[space] = entry.get("view", {"diff": None, "error": entry.get("error")})
+    print("Krita 5.1, seen vs composed:", {k: v.get("diff") for k, v in views.items()})
+    for moment, view in views.items():
+        assert view["diff"] is not None and view["diff"] <= SEEN_LEVELS < view["vs_photo"], (
+            moment, view)
+    assert main["thumbnail_vs_view"] <= SEEN_LEVELS
+    assert scenario((results, out), "cancel")["view_unchanged"]
+    test_damaged_painting_refused_in_words((results, out))
+    test_apply_inside_a_result_group_restyles_its_photo((results, out))
 
 
 # ------------------------------------------------------------------------------- GUI
 
 PROBE = SCRIPTS / "gui_probe"
+PROBE_SIZE = 512  # the photo's width in the GUI test's document
 SCREENSHOT = REPO / "docs" / "krita-docker.png"
 #: set to 1 to refresh the README's screenshot from this run
 UPDATE_SCREENSHOT_ENV = "PORTRAIT_STYLE_UPDATE_SCREENSHOT"
@@ -411,8 +551,15 @@ def _enable_in_kritarc(kritarc: Path, package: str) -> None:
 
 
 def _wait_for_probe(path: Path, krita: subprocess.Popen[bytes], log: Path,
-                    timeout: float) -> dict[str, Any]:
+                    timeout: float, display: str | None = None,
+                    shots: Path | None = None) -> dict[str, Any]:
+    """Until the probe is ready; meanwhile take each screenshot it asks for.
+
+    The probe names a shot in ``shot_request`` and waits for ``<name>.done``
+    beside its result file; the shot is saved as ``shots/<name>.png``.
+    """
     deadline = time.monotonic() + timeout
+    taken: set[str] = set()
     while time.monotonic() < deadline:
         assert krita.poll() is None, f"krita exited early:\n{log.read_text(errors='replace')}"
         try:
@@ -421,7 +568,14 @@ def _wait_for_probe(path: Path, krita: subprocess.Popen[bytes], log: Path,
             data = {}
         if data.get("phase") == "ready":
             return data
-        time.sleep(1)
+        name = data.get("shot_request")
+        if name and name not in taken and display is not None and shots is not None:
+            time.sleep(1.5)  # let the canvas and the layer panel repaint
+            editors.screenshot(display, shots / f"{name}.png")
+            (path.parent / f"{name}.done").touch()
+            taken.add(name)
+            continue
+        time.sleep(0.5)
     pytest.fail(f"the probe never got ready: {path.read_text() if path.exists() else ''}\n"
                 f"{log.read_text(errors='replace')[-3000:]}")
 
@@ -478,14 +632,15 @@ def test_gui_docker_actions_apply_and_rerun(root: Path, daemon: Any, tmp_path: P
     (kritarc.parent / "kritadisplayrc").write_text("[General]\nOpenGLRenderer=none\n")
     write_endpoint_config(home, daemon.endpoint)
     shot_done = home / "shot.done"
-    env.update(PROBE_PHOTO=str(PHOTO), PROBE_STYLE=str(STYLE), PROBE_SIZE="512",
+    env.update(PROBE_PHOTO=str(PHOTO), PROBE_STYLE=str(STYLE), PROBE_SIZE=str(PROBE_SIZE),
                PROBE_SHOT_DONE=str(shot_done))
     log = tmp_path / "krita.log"
     shot = tmp_path / "krita-docker.png"
     with editors.xvfb_session(log_dir=tmp_path, size="1440x900x24") as display:
         krita = _start_krita(env, display, [home, SAMPLES], log)
         try:
-            probe = _wait_for_probe(Path(env[editors.RESULT_ENV]), krita, log, timeout=300)
+            probe = _wait_for_probe(Path(env[editors.RESULT_ENV]), krita, log, timeout=300,
+                                    display=display, shots=tmp_path)
             time.sleep(1.5)  # let the canvas and the layer panel repaint
             editors.screenshot(display, shot)
             shot_done.touch()
@@ -515,6 +670,13 @@ def test_gui_docker_actions_apply_and_rerun(root: Path, daemon: Any, tmp_path: P
     assert probe["recent_styles"] == [str(STYLE)], "Apply remembers the painting"
     assert probe["cancel_enabled_while_busy"] and probe["apply_enabled_after_cancel"]
     assert probe["cancel_message"] == "Cancelled: the image is unchanged."
+    damaged = probe["damaged"]  # a painting cut short, picked in the docker
+    assert not damaged["started"] and damaged["tree_same"], damaged
+    assert "cut_painting.jpg" in damaged["label"] and "damaged" in damaged["label"], damaged
+    assert not damaged["apply_moved"], "Apply moved when the message appeared"
+    assert damaged["wraps_inside"], "the message must wrap inside the docker"
+    assert probe["chooser_folder"] != "/", "the painting chooser opens at the last folder"
+    assert Path(probe["chooser_folder"]) == STYLE.parent, probe["chooser_folder"]
     assert probe["tree_after_cancel_same"]
     assert probe["groups"] == ["Portrait style — Starry Night"]
     assert probe["tree"][-1] == ["Portrait style — Starry Night", "grouplayer"]
@@ -535,8 +697,78 @@ def test_gui_docker_actions_apply_and_rerun(root: Path, daemon: Any, tmp_path: P
     assert probe["rerun_redo_restores"]
     assert all(probe["group_tools_enabled"].values())
     assert probe["rerun_groups"] == ["Portrait style — Starry Night"]
-    assert {"segment", "transform"} <= set(probe["stages"]), probe["stages"]
+    # progress in words, never the daemon's stage ids ("transform — 40%")
+    words = " | ".join(probe["stages"])
+    assert "finding the person…" in words and "painting…" in words, probe["stages"]
+    assert not {"segment", "transform", "encode_reply"} & {
+        part.split("…")[0].split(" — ")[0] for part in probe["stages"]}, probe["stages"]
+    import re
+
+    assert any(re.fullmatch(r"painting… \d+ %", t) for t in probe["bar_texts"]), (
+        probe["bar_texts"])
     assert probe["status_line"].startswith("Daemon: ") and "magenta" in probe["status_line"]
     assert probe["lateness_ticks"] >= 20
     assert probe["lateness_ms"] <= 100, "the canvas was blocked during a job"
     assert shot.stat().st_size > 10_000
+    _assert_gui_shows_the_result(daemon, home, tmp_path, probe)
+
+
+def _canvas_crop(png: Path, rect: list[int]) -> Any:
+    import numpy as np
+    from PIL import Image
+
+    x, y, w, h = rect
+    with Image.open(png) as image:
+        return np.asarray(image.convert("RGB"), np.int16)[y:y + h, x:x + w]
+
+
+def _assert_gui_shows_the_result(daemon: Any, home: Path, shots: Path,
+                                 probe: dict[str, Any]) -> None:
+    """In the real window: the pixels Krita shows and the screen itself show the result.
+
+    Pixels: after Apply and after Redo the projection is the daemon's composite,
+    after one Undo it is the photo again, after a re-run with a painted mask it
+    is the daemon's composite through that mask. Screen: the canvas region of a
+    screenshot changes at Apply, and where it changed it looks like the composite.
+    """
+    import numpy as np
+    from PIL import Image
+
+    photo = home / "gui_photo.bgra"
+    size = len(photo.read_bytes()) // 4
+    w = PROBE_SIZE
+    h = size // w
+    applied = daemon_composite(daemon, photo, w, h)
+    edited = daemon_composite(daemon, photo, w, h, (home / "gui_mask.gray").read_bytes())
+    photo_rgb = np.frombuffer(_rgba(photo.read_bytes()), np.uint8).reshape(h, w, 4)
+    seen = {"apply": seen_levels((home / "gui_apply.bgra").read_bytes(), applied),
+            "undo": seen_levels((home / "gui_undo.bgra").read_bytes(), photo_rgb),
+            "redo": seen_levels((home / "gui_redo.bgra").read_bytes(), applied),
+            "rerun": seen_levels((home / "gui_rerun.bgra").read_bytes(), edited)}
+    print(f"GUI: seen vs expected (levels) {seen}; group thumbnail vs canvas "
+          f"{probe['group_thumbnail']:.2f}")
+    assert seen_levels(photo.read_bytes(), applied) > 10 * SEEN_LEVELS
+    for moment, levels in seen.items():
+        assert levels <= SEEN_LEVELS, f"{moment}: the artist sees {levels:.1f} levels off"
+    assert probe["group_thumbnail"] <= SEEN_LEVELS, "the group's thumbnail shows the result"
+
+    # the screen: the canvas region before and after Apply
+    rect = probe["canvas_rect"]
+    assert rect and rect[2] > 100 and rect[3] > 100, rect
+    before = _canvas_crop(shots / "before_apply.png", rect)
+    after = _canvas_crop(shots / "after_apply.png", rect)
+    changed = np.abs(after - before).sum(axis=2) > 24
+    assert changed.mean() > 0.05, f"the canvas barely changed at Apply ({changed.mean():.3f})"
+    rows, cols = np.nonzero(changed)
+    top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    region = after[top:bottom, left:right]
+    scaled = np.asarray(Image.fromarray(applied[..., :3]).resize(
+        (right - left, bottom - top), Image.BILINEAR), np.int16)
+    old = np.asarray(Image.fromarray(photo_rgb[..., :3]).resize(
+        (right - left, bottom - top), Image.BILINEAR), np.int16)
+    to_result = float(np.abs(region - scaled).mean())
+    to_photo = float(np.abs(region - old).mean())
+    print(f"GUI screen: changed region {right - left}×{bottom - top} px of the canvas "
+          f"{rect[2]}×{rect[3]}; its mean distance to the composite {to_result:.1f}, to the "
+          f"photo {to_photo:.1f} levels")
+    assert to_result < 12 and to_result < to_photo / 2, (to_result, to_photo)

@@ -110,7 +110,7 @@ def test_options_send_only_what_was_set_and_params_win() -> None:
         "background": {"strength": 0.9, "preserve_color": True},
         "portrait": {"strength": 0.25, "preserve_color": True},
     }
-    with pytest.raises(OptionError, match="--background-strength"):
+    with pytest.raises(OptionError, match="background strength: strength must be in 0..1"):
         StylizeOptions(background_strength=2.0).regions()
 
 
@@ -129,7 +129,7 @@ def test_params_always_bring_the_mask_with_the_portrait() -> None:
     (StylizeOptions(outputs=("sky",)), "unknown output 'sky'"),
     (StylizeOptions(max_working_pixels=100), "at least 65536"),
     (StylizeOptions(mask_feather=-1.0), "mask_feather"),
-    (StylizeOptions(portrait_strength=3.0), "--portrait-strength"),
+    (StylizeOptions(portrait_strength=3.0), "portrait strength"),
 ])
 def test_params_refuse_in_one_wording(options: StylizeOptions, fragment: str) -> None:
     with pytest.raises(OptionError, match=fragment):

@@ -25,10 +25,28 @@ def test_presets_make_the_background_more_stylized_than_the_portrait() -> None:
     assert 0.5 <= magenta_pt.likeness <= 1.0
 
 
-def test_unknown_engine_gets_the_generic_preset() -> None:
+def test_unknown_engine_gets_the_tables_defaults() -> None:
     regions = preset("someday-engine")
     assert set(regions) == {"background", "portrait"}
-    assert regions["background"].strength > regions["portrait"].strength
+    assert regions == PRESETS["magenta"]  # the table's defaults are the embedded engine's
+    assert regions["portrait"].likeness > regions["background"].likeness
+
+
+def test_presets_are_the_knob_tables_defaults_exactly() -> None:
+    """The daemon's presets and what an editor shows as a default are the same numbers."""
+    from dataclasses import asdict, fields
+
+    from portrait_style.protocol import knobs
+
+    assert [f.name for f in fields(RegionSettings)] == list(knobs.KNOBS)
+    for engine in ("magenta", "sanet", "noop"):
+        assert {r: asdict(s) for r, s in preset(engine).items()} == knobs.defaults(engine)
+        for control in knobs.controls(engine):
+            for region in control.regions:
+                assert getattr(preset(engine)[region], control.knob.name) == control.default
+    assert PRESETS["sanet"]["portrait"].w_high == 0.3  # an engine's own default
+    # RegionSettings() is the neutral setting: the network's output left as it is
+    assert asdict(RegionSettings()) == {k.name: k.neutral for k in knobs.TABLE}
 
 
 def test_preset_is_a_copy() -> None:

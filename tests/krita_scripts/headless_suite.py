@@ -75,6 +75,143 @@ def add_layer(doc: Any, name: str, data: bytes, x: int, y: int, w: int, h: int) 
     return node
 
 
+def shown(doc: Any) -> bytes:
+    """What the artist sees: the document's projection once Krita is idle.
+
+    Never ``refreshProjection()`` here: that would re-render the image and hide
+    exactly the bug this reads for (a result that the canvas does not show).
+    """
+    doc.waitForDone()
+    return bytes(doc.pixelData(0, 0, doc.width(), doc.height()))
+
+
+def composite(portrait: bytes, background: bytes, mask: bytes) -> bytes:
+    """Portrait over Background through the mask, as the daemon composes it (B,G,R,A bytes).
+
+    ``b + (p - b) * m / 255`` rounded, alpha from Background; 8-bit inputs of
+    one size (mask: one byte per pixel).
+    """
+    out = bytearray(background)
+    for i, m in enumerate(mask):
+        if m:
+            j = 4 * i
+            for k in (j, j + 1, j + 2):
+                b = background[k]
+                out[k] = b + int((portrait[k] - b) * m / 255 + (0.5 if portrait[k] >= b else -0.5))
+    return bytes(out)
+
+
+def level_diff(a: bytes, b: bytes, where: bytes | None = None) -> float:
+    """Mean absolute difference of B,G,R (8-bit) over the pixels where ``where`` is non-zero."""
+    total = count = 0
+    for c in range(3):
+        pairs = zip(a[c::4], b[c::4], where, strict=True) if where is not None else \
+            ((x, y, 1) for x, y in zip(a[c::4], b[c::4], strict=True))
+        for x, y, w in pairs:
+            if w:
+                total += abs(x - y)
+                count += 1
+    return total / count if count else 0.0
+
+
+def crop(data: bytes, doc_w: int, rect: tuple[int, int, int, int], size: int = 4) -> bytes:
+    """The rectangle ``rect`` (x, y, w, h) of a whole-document pixel dump."""
+    x, y, w, h = rect
+    return b"".join(data[((y + r) * doc_w + x) * size:((y + r) * doc_w + x + w) * size]
+                    for r in range(h))
+
+
+def image_bgra(image: Any) -> bytes:
+    """A QImage as packed B,G,R,A rows (what Krita's RGBA/U8 pixel data looks like)."""
+    image = image.convertToFormat(QImage.Format_ARGB32)
+    w, h = image.width(), image.height()
+    bits = image.constBits()
+    bits.setsize(image.sizeInBytes())
+    raw = bytes(bits)
+    stride = image.bytesPerLine()
+    return b"".join(raw[y * stride: y * stride + w * 4] for y in range(h))
+
+
+def view_of(doc: Any, group: Any, rect: tuple[int, int, int, int], photo: bytes) -> dict[str, Any]:
+    """How far what the artist sees is from the result group's own layers, composed.
+
+    ``photo``: the whole document's projection before Apply. Compared on the
+    group's rectangle where the Portrait layer is opaque; outside it the
+    photo must show unchanged.
+    """
+    from portrait_style_krita.document import KritaDocument
+
+    kdoc = KritaDocument(doc)
+    layers = kdoc.result_layers(group)
+    x, y, w, h = rect
+    portrait = bytes(layers["Portrait"].pixelData(x, y, w, h))
+    background = bytes(layers["Background"].pixelData(x, y, w, h))
+    if layers["Portrait"].colorDepth() == "U16":  # the high byte of little-endian words
+        portrait, background = portrait[1::2], background[1::2]
+    mask = kdoc.read_mask(group).tobytes()
+    expected = composite(portrait, background, mask)
+    now = shown(doc)
+    if doc.colorDepth() == "U16":
+        now, photo = now[1::2], photo[1::2]
+    seen = crop(now, doc.width(), rect)
+    opaque = bytes(a == 255 for a in portrait[3::4])
+    return {"diff": level_diff(seen, expected, opaque),
+            "vs_photo": level_diff(seen, crop(photo, doc.width(), rect), opaque),
+            "outside_same": _outside_same(now, photo, doc.width(), rect)}
+
+
+def other_view(doc: Any, group: Any, w: int, h: int, photo: bytes) -> dict[str, Any]:
+    """``view_of`` for documents in other colour models, through the document's thumbnail.
+
+    Their projection is grey/CMYK/float; ``Document.thumbnail`` at full size is
+    that projection converted to 8-bit sRGB by Krita, as the canvas shows it.
+    The composite is expected as that colour model can hold it: taken there
+    and back by Krita's own conversion (a grey document shows it in grey, a
+    CMYK one within the CMYK gamut).
+    """
+    from portrait_style_krita.document import KritaDocument
+
+    kdoc = KritaDocument(doc)
+    layers = kdoc.result_layers(group)
+    expected = composite(bytes(layers["Portrait"].pixelData(0, 0, w, h)),
+                         bytes(layers["Background"].pixelData(0, 0, w, h)),
+                         kdoc.read_mask(group).tobytes())
+    expected = through_space(expected, w, h, (doc.colorModel(), doc.colorDepth(),
+                                              doc.colorProfile()))
+    doc.waitForDone()
+    seen = image_bgra(doc.thumbnail(w, h))
+    return {"diff": level_diff(seen, expected), "vs_photo": level_diff(seen, photo)}
+
+
+def through_space(bgra: bytes, w: int, h: int, space: tuple[str, str, str]) -> bytes:
+    """8-bit sRGB pixels taken to ``space`` and back by Krita (in a scratch document)."""
+    scratch = new_doc(w, h, "round trip")
+    try:
+        node = scratch.createNode("round trip", "paintlayer")
+        scratch.rootNode().addChildNode(node, None)
+        node.setPixelData(QByteArray(bgra), 0, 0, w, h)
+        node.setColorSpace(*space)
+        node.setColorSpace("RGBA", "U8", "sRGB-elle-V2-srgbtrc.icc")
+        scratch.waitForDone()
+        return bytes(node.pixelData(0, 0, w, h))
+    finally:
+        scratch.close()
+
+
+def _outside_same(now: bytes, photo: bytes, doc_w: int, rect: tuple[int, int, int, int]) -> bool:
+    x, y, w, h = rect
+    rows = len(now) // (doc_w * 4)
+    for r in range(rows):
+        start, end = r * doc_w * 4, (r + 1) * doc_w * 4
+        if y <= r < y + h:
+            if now[start:start + x * 4] != photo[start:start + x * 4] or \
+                    now[start + (x + w) * 4:end] != photo[start + (x + w) * 4:end]:
+                return False
+        elif now[start:end] != photo[start:end]:
+            return False
+    return True
+
+
 class Lateness:
     """How late a 10 ms QTimer fires while the GUI thread is (or is not) busy."""
 
@@ -158,9 +295,14 @@ def scenario_main(res: dict[str, Any]) -> None:
     def on_event(ev: Any) -> None:
         events.append({"state": ev.state.value, "stage": ev.stage, "fraction": ev.fraction})
 
+    photo_view = shown(doc)
     started = time.perf_counter()
     with Lateness() as late:
         group = portrait_style_krita.apply(doc, source, STYLE, on_event=on_event)
+    # what the artist sees the moment apply() returns: the canvas, the group's thumbnail
+    res["view_apply"] = view_of(doc, group, (0, 0, w, h), photo_view)
+    (OUT / "main_shown_apply.bgra").write_bytes(shown(doc))
+    res["thumbnail_vs_view"] = level_diff(image_bgra(group.thumbnail(w, h)), shown(doc))
     res["wall_s"] = time.perf_counter() - started
     res["lateness_ms"] = late.worst
     res["ticks"] = late.ticks
@@ -216,7 +358,9 @@ def scenario_main(res: dict[str, Any]) -> None:
         "children": [(c.name(), c.type()) for c in again.childNodes()],
         "lateness_ms": late.worst, "timings": {k: v for k, v in last_run.items()
                                                 if k.endswith("_s")},
+        "view": view_of(doc, again, (0, 0, w, h), photo_view),
     }
+    (OUT / "main_shown_rerun.bgra").write_bytes(shown(doc))
     (OUT / "rerun_mask.gray").write_bytes(edited)
 
     # save as .kra, close, reopen: the group, its record and the mask come back
@@ -237,12 +381,14 @@ def scenario_main(res: dict[str, Any]) -> None:
             record_same=kdoc2.read_record(group2) == record,
             mask_same=kdoc2.read_mask(group2).tobytes() == edited,
             children=[(c.name(), c.type()) for c in group2.childNodes()],
-            tree=tree(group2))
+            tree=tree(group2), view_on_open=view_of(doc2, group2, (0, 0, w, h), photo_view))
         source2 = kdoc2.find_layer(json.loads(record)["source_id"])
         reopened["source_found"] = source2 is not None
         portrait_style_krita.rerun(doc2, group2, "background")
         reopened["rerun_background_ok"] = True
         reopened["mask_after_rerun"] = kdoc2.read_mask(group2).tobytes() == edited
+        reopened["view_after_rerun"] = view_of(doc2, group2, (0, 0, w, h), photo_view)
+        (OUT / "reopened_shown.bgra").write_bytes(shown(doc2))
     res["reopened"] = reopened
     doc2.close()
 
@@ -267,8 +413,10 @@ def scenario_moved(res: dict[str, Any]) -> None:
     x0, y0 = 150, 90
     source = add_layer(doc, "Moved photo", bytes(raw), x0, y0, w, h)
     before = bytes(source.pixelData(x0, y0, w, h))
+    photo_view = shown(doc)
     group = portrait_style_krita.apply(doc, source, STYLE, portrait_strength=0.5,
                                        background_strength=0.8)
+    res["view"] = view_of(doc, group, (x0, y0, w, h), photo_view)
     res.update(group_info(doc, group, source))
     kdoc = KritaDocument(doc)
     alpha_src = before[3::4]
@@ -292,7 +440,9 @@ def scenario_u16(res: dict[str, Any]) -> None:
     doc = new_doc(w, h, "sixteen", depth="U16")
     source = add_layer(doc, "Photo 16", bytes(data16), 0, 0, w, h)
     before = bytes(source.pixelData(0, 0, w, h))
+    photo_view = shown(doc)
     group = portrait_style_krita.apply(doc, source, STYLE)
+    res["view"] = view_of(doc, group, (0, 0, w, h), photo_view)
     job = last_run["job"]
     kdoc = KritaDocument(doc)
     layers = kdoc.result_layers(group)
@@ -327,8 +477,10 @@ def scenario_other_models(res: dict[str, Any]) -> None:
         before = sha(bytes(source.pixelData(0, 0, w, h)))
         count = len(doc.rootNode().childNodes())
         entry: dict[str, Any] = {"source_space": [source.colorModel(), source.colorDepth()]}
+        photo_view = image_bgra(doc.thumbnail(w, h))
         try:
             group = portrait_style_krita.apply(doc, source, STYLE)
+            entry["view"] = other_view(doc, group, w, h, photo_view)
             job = last_run["job"]
             sent = job.source.pixels.tobytes()
             info = group_info(doc, group, source)
@@ -342,6 +494,7 @@ def scenario_other_models(res: dict[str, Any]) -> None:
                 sent_grey=sent[0::4] == sent[1::4] == sent[2::4],
                 sent_mean=sum(sent[0::4]) / (w * h))
             group = portrait_style_krita.rerun(doc, group, "background")
+            entry["view_rerun"] = other_view(doc, group, w, h, photo_view)
             layers = {c.name(): c for c in group.childNodes()}
             entry["rerun_spaces"] = {k: [v.colorModel(), v.colorDepth()]
                                      for k, v in layers.items()}
@@ -366,6 +519,7 @@ def scenario_unreachable(res: dict[str, Any]) -> None:
     doc = new_doc(w, h, "unreachable")
     node = add_layer(doc, "Photo", data, 0, 0, w, h)
     count = len(doc.rootNode().childNodes())
+    photo_view = shown(doc)
     started = time.perf_counter()
     try:
         portrait_style_krita.apply(doc, node, STYLE, endpoint="tcp://127.0.0.1:9")
@@ -375,6 +529,7 @@ def scenario_unreachable(res: dict[str, Any]) -> None:
         res["error_type"] = type(exc).__name__
     res["seconds"] = time.perf_counter() - started
     res["layers_added"] = len(doc.rootNode().childNodes()) - count
+    res["view_unchanged"] = shown(doc) == photo_view
     doc.close()
 
 
@@ -387,7 +542,9 @@ def scenario_selection(res: dict[str, Any]) -> None:
     w, h = 80, 60
     node = add_layer(doc, "Photo", bytes([90, 120, 150, 255]) * (w * h), 10, 20, w, h)
     kdoc = KritaDocument(doc)
+    photo_view = shown(doc)
     group = kdoc.add_result_group(contract_plan(kdoc.read_layer(node)), node)
+    res["view_added"] = view_of(doc, group, (10, 20, w, h), photo_view)
     selection = Selection()
     selection.select(30, 40, 20, 10, 255)
     doc.setSelection(selection)
@@ -398,6 +555,7 @@ def scenario_selection(res: dict[str, Any]) -> None:
         expected[y * w + 20: y * w + 40] = b"\xff" * 20
     res["mask_from_selection"] = mask == bytes(expected)
     res["mask_sum"] = sum(mask) // 255
+    res["view_mask_from_selection"] = view_of(doc, group, (10, 20, w, h), photo_view)
     doc.setSelection(Selection())
     kdoc.selection_from_mask(group)
     sel = doc.selection()
@@ -416,6 +574,7 @@ def scenario_cancel(res: dict[str, Any]) -> None:
     doc = new_doc(w, h, "cancel")
     node = add_layer(doc, "Photo", data, 0, 0, w, h)
     count = len(doc.rootNode().childNodes())
+    photo_view = shown(doc)
     states: list[str] = []
 
     def on_event(ev: Any) -> None:
@@ -430,9 +589,123 @@ def scenario_cancel(res: dict[str, Any]) -> None:
         res["error"] = str(exc)
         res["error_type"] = type(exc).__name__
     res["states"] = states
+    res["view_unchanged"] = shown(doc) == photo_view
     res["final_state"] = last_run["job"].state.value if "job" in last_run else None
     res["layers_added"] = len(doc.rootNode().childNodes()) - count
     doc.close()
+
+
+def scenario_damaged_style(res: dict[str, Any]) -> None:
+    """A painting that decodes only partly is refused in words naming it; nothing changes.
+
+    A JPEG cut at 30 kB (Qt would load it with grey rows) and a PNG whose image
+    data is overwritten (Qt reads nothing), through the scripting API (the
+    docker's Apply: tests/krita_scripts/gui_probe).
+    """
+    import portrait_style_krita
+
+    full = Path(STYLE).read_bytes()
+    cut = OUT / "cut_painting.jpg"
+    cut.write_bytes(full[:30_000])
+    image = QImage(STYLE).scaledToWidth(200)
+    whole_png = OUT / "whole_painting.png"
+    image.save(str(whole_png))
+    broken = bytearray(whole_png.read_bytes())
+    start = broken.index(b"IDAT") + 500
+    broken[start:start + 64] = bytes(64)  # damaged image data (its checksum no longer fits)
+    corrupt = OUT / "corrupt_painting.png"
+    corrupt.write_bytes(bytes(broken))
+    data, w, h = photo_bgra(96)
+    doc = new_doc(w, h, "damaged style")
+    node = add_layer(doc, "Photo", data, 0, 0, w, h)
+    photo_view = shown(doc)
+    count = len(doc.rootNode().childNodes())
+    for path in (cut, corrupt, whole_png):
+        entry: dict[str, Any] = {}
+        try:
+            if path is whole_png:  # the same painting, whole: accepted (the check is not blind)
+                from portrait_style_krita.styles import load_style
+
+                entry["loaded"] = load_style(path).shape
+            else:
+                portrait_style_krita.apply(doc, node, path)
+            entry["error"] = None
+        except Exception as exc:
+            entry["error"] = str(exc)
+            entry["error_type"] = type(exc).__name__
+        entry["layers_added"] = len(doc.rootNode().childNodes()) - count
+        entry["view_unchanged"] = shown(doc) == photo_view
+        res[path.name] = entry
+    doc.close()
+
+
+def scenario_inside_group(res: dict[str, Any]) -> None:
+    """Apply to a layer inside a result group: it stands for the group's photo (the core's
+    rule); the new group lands directly above the first result, visible, and is what the
+    canvas shows. With the photo deleted, the same Apply is refused in words."""
+    import portrait_style_krita
+    from portrait_style_krita.document import KritaDocument
+
+    data, w, h = photo_bgra(128)
+    doc = new_doc(w, h, "inside group")
+    photo = add_layer(doc, "Photo", data, 0, 0, w, h)
+    photo_view = shown(doc)
+    first = portrait_style_krita.apply(doc, photo, STYLE)
+    kdoc = KritaDocument(doc)
+    inner = kdoc.result_layers(first)["Portrait"]
+    second = portrait_style_krita.apply(doc, inner, STYLE, portrait_strength=0.3)
+    record = json.loads(kdoc.read_record(second))
+    tops = [n.uniqueId().toString() for n in doc.topLevelNodes()]
+    res.update(
+        made_from_photo=record["source_id"] == photo.uniqueId().toString(),
+        top_level=[(n.name(), n.type()) for n in doc.topLevelNodes()],
+        second_above_first=tops.index(second.uniqueId().toString())
+        == tops.index(first.uniqueId().toString()) + 1,
+        second_visible=second.visible(), nested=[c.type() for c in first.childNodes()],
+        view=view_of(doc, second, (0, 0, w, h), photo_view))
+    # the photo deleted: a layer of the group has nothing to stand for any more
+    photo.remove()
+    doc.waitForDone()
+    count = len(doc.topLevelNodes())
+    before = shown(doc)
+    try:
+        portrait_style_krita.apply(doc, kdoc.result_layers(first)["Background"], STYLE)
+        res["orphan_error"] = None
+    except Exception as exc:
+        res["orphan_error"] = str(exc)
+        res["orphan_error_type"] = type(exc).__name__
+    res["orphan_layers_added"] = len(doc.topLevelNodes()) - count
+    res["orphan_view_unchanged"] = shown(doc) == before
+    doc.close()
+
+
+def scenario_status(res: dict[str, Any]) -> None:
+    """The docker's daemon line: a daemon that is not there is told within seconds."""
+    from portrait_style_krita.controller import Controller
+    from portrait_style_krita.docker import STATUS_EVERY_MS
+    from portrait_style_krita.runner import wait_for
+
+    lines: list[str] = []
+    ctl = Controller()
+    ctl.status.connect(lines.append)
+    ctl.refresh_status()
+    wait_for(lambda: bool(lines), 10.0)
+    res["alive"] = lines[-1] if lines else None
+    saved = os.environ.get("PORTRAIT_STYLE_ENDPOINT")
+    os.environ["PORTRAIT_STYLE_ENDPOINT"] = "tcp://127.0.0.1:9"  # where no daemon answers
+    try:
+        lines.clear()
+        started = time.perf_counter()
+        ctl.refresh_status()
+        wait_for(lambda: bool(lines), 10.0)
+        res["dead_seconds"] = time.perf_counter() - started
+        res["dead"] = lines[-1] if lines else None
+    finally:
+        if saved is None:
+            os.environ.pop("PORTRAIT_STYLE_ENDPOINT", None)
+        else:
+            os.environ["PORTRAIT_STYLE_ENDPOINT"] = saved
+    res["every_s"] = STATUS_EVERY_MS / 1000
 
 
 def scenario_nowire(res: dict[str, Any]) -> None:
@@ -462,7 +735,9 @@ def scenario_nowire(res: dict[str, Any]) -> None:
 SCENARIOS = {"contract": scenario_contract, "main": scenario_main, "moved": scenario_moved,
              "u16": scenario_u16, "other_models": scenario_other_models,
              "unreachable": scenario_unreachable, "selection": scenario_selection,
-             "cancel": scenario_cancel, "nowire": scenario_nowire}
+             "cancel": scenario_cancel, "damaged_style": scenario_damaged_style,
+             "inside_group": scenario_inside_group, "status": scenario_status,
+             "nowire": scenario_nowire}
 
 
 def main(*_args: Any) -> None:

@@ -15,10 +15,21 @@ Why these choices (each verified in Krita 5.2.9, see tests/test_krita.py):
   ``setChildNodes``, which records no undo step) and then inserted above the
   source with one ``addChildNode`` — Krita's one undoable command here — so
   Ctrl+Z removes the whole result and the artist never sees half of it.
-- No ``refreshProjection``: it re-renders the whole image synchronously on
-  the GUI thread. Pixels written into a layer already in the image are shown
-  by re-setting its blending mode, which makes Krita schedule an update of
-  that layer only, in the background.
+- Once inserted, the image is re-rendered (``refreshProjection``). Why:
+  inserting a group marks only the group dirty, and Krita then shows the
+  group's own cached rendering, which for a group assembled while detached
+  is empty — the canvas, the group's thumbnail and the merged image of a
+  saved ``.kra`` kept showing the photo (Krita 5.1–5.3). Nothing else in the
+  scripting API marks the group's layers dirty without an extra undo step.
+  It runs on the GUI thread: a few ms for a small photo, about half a
+  second for a 4000×3000 one (bench/results/krita-visible.md); rendering
+  the group alone in a private document first costs as much there, and
+  creating that document in Krita's GUI costs a second more.
+  A re-run needs none of this: the new layer is inserted into the group,
+  which makes Krita render the group again.
+- Pixels written into a layer already in the image are shown by re-setting
+  its blending mode, which makes Krita schedule an update of that layer
+  only, in the background.
 - The job record lives in a document annotation named
   ``portrait-style-job/<group uniqueId>``: annotations and node ids both
   survive ``.kra`` save and reopen, and nothing is visible in the layer panel.
@@ -334,7 +345,8 @@ class KritaDocument:
         if plan.record is not None:
             self.write_record(group, plan.record.to_json())
         parent = above.parentNode() or self.doc.rootNode()
-        parent.addChildNode(group, above)  # the one undo step; Krita renders it itself
+        parent.addChildNode(group, above)  # the one undo step
+        self.doc.refreshProjection()  # render the new group's layers (see the module's docstring)
         return group
 
     def replace_layer(self, group: Any, name: str, pixels: Pixels, record: str) -> None:
@@ -385,6 +397,13 @@ class KritaDocument:
             if node.uniqueId().toString() == layer_id:
                 return node
         return None
+
+    def layer_above(self, ref: Any) -> Any | None:
+        parent = ref.parentNode() or self.doc.rootNode()
+        siblings = parent.childNodes()  # Krita lists the bottom node first
+        ids = [node.uniqueId() for node in siblings]
+        position = ids.index(ref.uniqueId())
+        return siblings[position + 1] if position + 1 < len(siblings) else None
 
     # ------------------------------------------------------------ selections
 

@@ -166,6 +166,12 @@ class GimpDocument:
             return None
         return self.image.get_layer_by_tattoo(tattoo)
 
+    def layer_above(self, ref: Any) -> Any | None:
+        parent = ref.get_parent()
+        siblings = parent.get_children() if parent is not None else self.image.get_layers()
+        position = self.image.get_item_position(ref)  # GIMP lists the top item first
+        return siblings[position - 1] if position > 0 else None
+
     # ------------------------------------------------------------- groups
 
     def result_group_of(self, ref: Any) -> Any | None:
@@ -221,13 +227,19 @@ class GimpDocument:
         return layer
 
     def add_result_group(self, plan: LayerPlan, above: Any) -> Any:
-        """The group right above ``above``, in one undo step; the Portrait not cut by its mask."""
+        """The group directly above ``above``, visible, in one undo step.
+
+        ``above`` is the core's ``result_anchor``: the source, or the newest earlier
+        result of it, so the new group is never hidden under an old one. The
+        Portrait layer is not cut by its mask.
+        """
         assert plan.record is not None
         image = self.image
         image.undo_group_start()
         try:
             group = Gimp.GroupLayer.new(image, plan.group_name)
             image.insert_layer(group, above.get_parent(), image.get_item_position(above))
+            group.set_visible(True)
             group.set_blend_space(_PERCEPTUAL)
             group.set_composite_space(_PERCEPTUAL)
             _attach_text(group, RECORD_NAME, plan.record.to_json())
