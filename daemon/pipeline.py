@@ -173,14 +173,22 @@ class PortraitPipeline:
                                        f"{tuple(stylized.shape)}, expected {expected}")
                 stylized = _preserve(stylized, small, settings)
                 stylized = _keep_structure(stylized, small, settings)
-                stylized = keep_likeness(stylized, small, settings, self.segmenter,
+                out_hw = out_photo.shape[:2]
+                # a preview at most half the working size: the rest runs on a grid of half
+                # the working size (the portrait pass's bands scale with the faces, the
+                # guided filter's window is halved), which costs a quarter
+                halve = job.preview is not None and 2 * out_hw[0] <= work_hw[0]
+                grid_hw = (work_hw[0] // 2, work_hw[1] // 2) if halve else work_hw
+                photo = resize(small, grid_hw) if halve else small
+                if halve:
+                    stylized = resize(stylized.float(), grid_hw)
+                stylized = keep_likeness(stylized, photo, settings, self.segmenter,
                                          mask_result.mask if mask_result else None,
-                                         finder=self._face_finder(digest, work_hw, reused),
+                                         finder=self._face_finder(digest, small, reused),
                                          mask_settings=self.mask_settings)
                 stylized = _saturate(stylized, settings)
-                out_hw = out_photo.shape[:2]
-                if not needs_resize or (job.preview is not None and out_hw == work_hw):
-                    if out_hw != work_hw:  # a preview of a layer within the working size
+                if not needs_resize or (job.preview is not None and out_hw == grid_hw):
+                    if out_hw != grid_hw:  # a preview of a layer within the working size
                         stylized = resize(stylized.float(), out_hw)
                     for i, name in enumerate(passes):
                         layers_out[name] = _with_alpha(to_uint8_hwc(stylized[i:i + 1]),
@@ -192,8 +200,11 @@ class PortraitPipeline:
                 else:
                     ctx.stage("upsample", 0.7)
                     outs = [np.empty_like(out_photo) for _ in passes]
-                    guided_upsample_into(outs, stylized, out_photo, self.upsampling,
-                                         photo_small=small)
+                    upsampling = self.upsampling
+                    if halve:
+                        upsampling = replace(upsampling, radius=max(1, upsampling.radius // 2))
+                    guided_upsample_into(outs, stylized, out_photo, upsampling,
+                                         photo_small=photo)
                     for name, out in zip(passes, outs, strict=True):
                         layers_out[name] = _with_alpha(out, out_photo)
                 del stylized
@@ -287,22 +298,31 @@ class PortraitPipeline:
         return [name for name, needed in (("background", need_bg), ("portrait", need_pt))
                 if needed]
 
-    def _face_finder(self, digest: str, work_hw: tuple[int, int], reused: list[str]
+    def _face_finder(self, digest: str, small: torch.Tensor, reused: list[str]
                      ) -> FaceFinder | None:
-        """BlazeFace on the working-size photo, its answer kept for the next job on it.
+        """BlazeFace on the working-size photo, found once per layer, scaled to any size.
 
-        The person mask only narrows the finder's window search when no face is
-        found on the whole frame, so the faces found for a preview serve Apply.
+        Faces are always found on the working-size photo (a preview's portrait
+        pass runs at the preview's size: it gets the same faces, scaled), and
+        kept for the next job on the layer. The person mask only narrows the
+        finder's window search when no face is found on the whole frame.
         """
         finder = blazeface_finder(self.engine.device)
         if finder is None:
             return None
+        work_hw = tuple(small.shape[-2:])
+
+        def find(person: torch.Tensor | None) -> list[FaceGeometry]:
+            if person is not None and tuple(person.shape[-2:]) != work_hw:
+                person = resize(person.float().reshape(1, 1, *person.shape[-2:]), work_hw)
+            return finder(small, person)
 
         def cached(photo: torch.Tensor, person: torch.Tensor | None) -> list[FaceGeometry]:
             faces, hit = self._reuse.get_or_make(("faces", digest, work_hw),
-                                                 lambda: finder(photo, person))
+                                                 lambda: find(person))
             reused.extend(["faces"] * hit)
-            return faces
+            scale = photo.shape[-1] / work_hw[1]
+            return faces if scale == 1 else [_scaled_face(f, scale) for f in faces]
 
         return cached
 
@@ -367,6 +387,13 @@ class PortraitPipeline:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _scaled_face(face: FaceGeometry, scale: float) -> FaceGeometry:
+    """A face found at the working size, in the pixels of an image ``scale`` times as big."""
+    box = None if face.box is None else tuple(v * scale for v in face.box)
+    return replace(face, cx=face.cx * scale, cy=face.cy * scale, rx=face.rx * scale,
+                   ry=face.ry * scale, iod=face.iod * scale, box=box)
 
 
 def _preview_photo(content: np.ndarray, small: torch.Tensor, long_side: int,

@@ -13,6 +13,12 @@ an installed plug-in (the installer copies it there with the core, so an editor
 in a Flatpak sandbox, which cannot see the product's environment, still has
 every painting inside its own plug-in folder). ``PORTRAIT_STYLE_GALLERY``
 points elsewhere for unusual layouts.
+
+For a picker: ``paintings()`` in order, each with ``thumbnail`` (and its
+``thumbnail_size`` for the grid), ``label`` for the tooltip, ``image`` to load
+as the style with the editor's own loader; ``for_path`` turns a remembered
+style file back into its painting. In a plug-in, import it from the bundled
+core (``<package>._core.plugin.gallery``).
 """
 
 from __future__ import annotations

@@ -298,8 +298,8 @@ def test_moved_smaller_layer_keeps_bounds_and_alpha(suite: tuple[dict[str, Any],
     assert res["source_unchanged"]
     assert res["view"]["diff"] <= SEEN_LEVELS and res["view"]["outside_same"], res["view"]
     assert res["view"]["vs_photo"] > 10 * SEEN_LEVELS, res["view"]
-    assert res["params"]["regions"] == {"background": {"strength": 0.8},
-                                        "portrait": {"strength": 0.5}}
+    assert {region: knobs["strength"] for region, knobs in res["params"]["regions"].items()} \
+        == {"background": 0.8, "portrait": 0.5}
 
 
 def test_16bit_document_converted_with_notice(suite: tuple[dict[str, Any], Path]) -> None:
@@ -365,6 +365,30 @@ def test_damaged_painting_refused_in_words(suite: tuple[dict[str, Any], Path]) -
         assert entry["layers_added"] == 0 and entry["view_unchanged"], entry
     assert "30,000 bytes" in res["cut_painting.jpg"]["error"]
     assert res["whole_painting.png"]["error"] is None, res["whole_painting.png"]
+
+
+def test_apply_inside_a_result_group_restyles_its_photo(
+        suite: tuple[dict[str, Any], Path]) -> None:
+    """The core's one rule, in Krita: a layer inside a result group stands for the group's
+    photo; the new group lands directly above the earlier one, visible, shown on the canvas;
+    with the photo gone, refused in words and nothing changes."""
+    res = scenario(suite, "inside_group")
+    assert res["made_from_photo"], "restyled the photo, not the styled layer"
+    assert res["second_above_first"] and res["second_visible"], res["top_level"]
+    assert res["nested"] == ["paintlayer", "paintlayer"], "no group nested in the group"
+    assert [t for _, t in res["top_level"]].count("grouplayer") == 2, res["top_level"]
+    assert res["view"]["diff"] <= SEEN_LEVELS < res["view"]["vs_photo"], res["view"]
+    assert res["orphan_error_type"] == "PortraitStyleError", res
+    assert "Photo" in res["orphan_error"] and "gone" in res["orphan_error"], res["orphan_error"]
+    assert res["orphan_layers_added"] == 0 and res["orphan_view_unchanged"]
+
+
+def test_daemon_line_tells_a_dead_daemon_within_seconds(
+        suite: tuple[dict[str, Any], Path]) -> None:
+    res = scenario(suite, "status")
+    assert res["alive"].startswith("Daemon: ") and "magenta" in res["alive"], res["alive"]
+    assert "not running" in res["dead"] and "127.0.0.1:9" in res["dead"], res["dead"]
+    assert res["dead_seconds"] + res["every_s"] <= 5, "the docker asks every few seconds"
 
 
 def test_mask_from_selection_and_back(suite: tuple[dict[str, Any], Path]) -> None:
@@ -458,7 +482,7 @@ def test_host_krita_51_with_daemon_started_on_demand(tmp_path: Path) -> None:
                KRITA_SUITE_SIZE=str(SIZE), PATH="/usr/bin:/bin",
                # not "unreachable": with a daemon command configured it would start one
                KRITA_SUITE_ONLY="contract,main,moved,u16,other_models,selection,cancel,"
-               "damaged_style",
+               "damaged_style,inside_group",
                PYTHONPATH=f"{profile / 'krita' / 'pykrita'}:{SCRIPTS}",
                PORTRAIT_STYLE_WEIGHTS_CACHE=os.environ["PORTRAIT_STYLE_WEIGHTS_CACHE"])
     (home / editors.RESULT_NAME).unlink(missing_ok=True)
@@ -506,6 +530,7 @@ def test_host_krita_51_with_daemon_started_on_demand(tmp_path: Path) -> None:
     assert main["thumbnail_vs_view"] <= SEEN_LEVELS
     assert scenario((results, out), "cancel")["view_unchanged"]
     test_damaged_painting_refused_in_words((results, out))
+    test_apply_inside_a_result_group_restyles_its_photo((results, out))
 
 
 # ------------------------------------------------------------------------------- GUI
@@ -648,6 +673,10 @@ def test_gui_docker_actions_apply_and_rerun(root: Path, daemon: Any, tmp_path: P
     damaged = probe["damaged"]  # a painting cut short, picked in the docker
     assert not damaged["started"] and damaged["tree_same"], damaged
     assert "cut_painting.jpg" in damaged["label"] and "damaged" in damaged["label"], damaged
+    assert not damaged["apply_moved"], "Apply moved when the message appeared"
+    assert damaged["wraps_inside"], "the message must wrap inside the docker"
+    assert probe["chooser_folder"] != "/", "the painting chooser opens at the last folder"
+    assert Path(probe["chooser_folder"]) == STYLE.parent, probe["chooser_folder"]
     assert probe["tree_after_cancel_same"]
     assert probe["groups"] == ["Portrait style — Starry Night"]
     assert probe["tree"][-1] == ["Portrait style — Starry Night", "grouplayer"]
@@ -668,7 +697,15 @@ def test_gui_docker_actions_apply_and_rerun(root: Path, daemon: Any, tmp_path: P
     assert probe["rerun_redo_restores"]
     assert all(probe["group_tools_enabled"].values())
     assert probe["rerun_groups"] == ["Portrait style — Starry Night"]
-    assert {"segment", "transform"} <= set(probe["stages"]), probe["stages"]
+    # progress in words, never the daemon's stage ids ("transform — 40%")
+    words = " | ".join(probe["stages"])
+    assert "finding the person…" in words and "painting…" in words, probe["stages"]
+    assert not {"segment", "transform", "encode_reply"} & {
+        part.split("…")[0].split(" — ")[0] for part in probe["stages"]}, probe["stages"]
+    import re
+
+    assert any(re.fullmatch(r"painting… \d+ %", t) for t in probe["bar_texts"]), (
+        probe["bar_texts"])
     assert probe["status_line"].startswith("Daemon: ") and "magenta" in probe["status_line"]
     assert probe["lateness_ticks"] >= 20
     assert probe["lateness_ms"] <= 100, "the canvas was blocked during a job"

@@ -21,7 +21,7 @@ from typing import Any
 from krita import Extension, Krita  # type: ignore[import-not-found]
 from PyQt5.QtCore import QByteArray, QElapsedTimer, Qt, QTimer
 from PyQt5.QtGui import QImage
-from PyQt5.QtWidgets import QPushButton
+from PyQt5.QtWidgets import QApplication, QPushButton
 
 RESULT = Path(os.environ.get("PORTRAIT_STYLE_RESULT", "/tmp/probe.json"))
 SHOT_DONE = Path(os.environ.get("PROBE_SHOT_DONE", "/tmp/probe.shot"))
@@ -57,6 +57,7 @@ class Probe:
         self.busy: list[bool] = []
         self.late_events: list[tuple[float, int, str, str]] = []
         self.marks: list[tuple[str, int]] = []
+        self.bar_texts: list[str] = []
 
     def start(self) -> None:
         self.timer.start()
@@ -113,6 +114,7 @@ class Probe:
         self.out["stages"] = sorted({p[0] for p in self.progress})
         self.out["messages"] = self.messages
         self.out["late_events"] = self.late_events[-20:]
+        self.out["bar_texts"] = sorted(set(self.bar_texts))[:60]
         RESULT.write_text(json.dumps(self.out, indent=1))
 
     def tick(self) -> None:
@@ -196,6 +198,9 @@ class Probe:
         ctl = dock.ctl
         ctl.progress.connect(lambda stage, frac: self.progress.append(
             (stage, frac, self.clock.elapsed())))
+        # what the progress bar itself shows (the docker's slot ran first: it connected first)
+        ctl.progress.connect(lambda *_: self.bar_texts.append(dock.progress.text()))
+        self.out["chooser_folder"] = str(dock.chooser_folder())
         ctl.message.connect(lambda level, text: self.messages.append((level, text)))
         ctl.busy.connect(self.busy.append)
         self.clock.start()
@@ -232,14 +237,33 @@ class Probe:
         before = self.top_names()
         self.messages.clear()
         self.dock.set_style(cut)
+        where = self.apply_at()
         self.dock.apply_button.click()
+        QApplication.processEvents()  # let the layout react to the message, if it would
+        area = self.dock.message_area
         self.out["damaged"] = {"messages": list(self.messages),
                                "label": self.dock.message_label.text(),
                                "started": self.dock.ctl.running,
-                               "tree_same": self.top_names() == before}
+                               "tree_same": self.top_names() == before,
+                               "apply_moved": self.apply_at() != where,
+                               "label_width": self.dock.message_label.width(),
+                               "area_width": area.viewport().width(),
+                               "area_right": area.geometry().right(),
+                               "docker_width": self.dock.widget().width()}
+        self.out["damaged"]["wraps_inside"] = (
+            self.dock.message_label.width() <= area.viewport().width()
+            and area.geometry().right() < self.dock.widget().width())
         if self.dock.ctl.running:
             self.dock.ctl.cancel()
         self.dock.set_style(Path(STYLE))
+
+    def apply_at(self) -> list[int]:
+        """Where Apply is on the screen (it must not move when a message appears)."""
+        from PyQt5.QtCore import QPoint
+
+        corner = self.dock.apply_button.mapToGlobal(QPoint(0, 0))
+        return [corner.x(), corner.y(), self.dock.apply_button.width(),
+                self.dock.apply_button.height()]
 
     def click_apply(self) -> Any:
         self.busy.clear()
