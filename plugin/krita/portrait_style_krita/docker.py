@@ -4,20 +4,42 @@ Layout, top to bottom, in the spirit of Krita AI Diffusion's docker: the
 daemon's status line; the chosen painting (thumbnail, name, Choose…) and the
 recent paintings as a strip of thumbnails; the two strengths ("preset" =
 the daemon's tuned default) and preserve colour; Apply / Cancel with a
-progress bar that names the stage; the result-group tools (re-run, mask ↔
-selection), enabled only when a result group is selected; and one message
-line for notices and errors in plain words.
+progress bar that says in words what is happening; the result-group tools
+(re-run, mask ↔ selection), enabled only when a result group is selected;
+and a message area for notices and errors in plain words.
+
+Nothing moves under the artist's pointer: the status line and the message
+area have fixed heights (a long message wraps at the docker's width and
+scrolls inside its area), so the docker's size never depends on what it
+says — a growing message used to make Krita lay the docker out again and
+push Apply away just as it was clicked. The status line asks the daemon
+again every few seconds, so a daemon that died is shown as such.
 """
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
 from krita import DockWidget  # type: ignore[import-not-found]
 
 from .controller import DockerOptions, active_document_and_nodes, controller
-from .qt import ICON_MODE, PLAIN_TEXT, TEXT_SELECTABLE, QIcon, QPixmap, QSize, QTimer, QtWidgets
+from .qt import (
+    ALIGN_TOP,
+    ICON_MODE,
+    NO_FRAME,
+    PICTURES,
+    PLAIN_TEXT,
+    SCROLL_OFF,
+    TEXT_SELECTABLE,
+    QIcon,
+    QPixmap,
+    QSize,
+    QtCore,
+    QTimer,
+    QtWidgets,
+)
 from .styles import recent_styles, thumbnail
 
 __all__ = ["PortraitStyleDocker", "DOCKER_ID", "DOCKER_TITLE"]
@@ -29,6 +51,10 @@ _PRESET = -0.05  # the spin boxes' minimum, shown as "preset"
 #: = record.RECORD_NAME; spelled out so enabling buttons never imports the core
 _RECORD_PREFIX = "portrait-style-job/"
 _LEVEL_COLOURS = {"info": "", "warning": "color: #c08000;", "error": "color: #d04040;"}
+#: how often the status line asks the daemon (ms): a dead daemon shows within this
+STATUS_EVERY_MS = 3000
+#: lines of text the message area shows before it scrolls
+MESSAGE_LINES = 5
 
 
 def _strength_box(tip: str, high: float = 1.0, low: float = 0.0) -> QtWidgets.QDoubleSpinBox:
@@ -61,8 +87,17 @@ class PortraitStyleDocker(DockWidget):  # type: ignore[misc]
         self._poll.setInterval(500)
         self._poll.timeout.connect(self._update_group_tools)
         self._poll.start()
+        self._status_poll = QTimer(self)
+        self._status_poll.setInterval(STATUS_EVERY_MS)
+        self._status_poll.timeout.connect(self._refresh_status_if_idle)
+        self._status_poll.start()
         self._load_recent()
         self.ctl.refresh_status()
+
+    def _refresh_status_if_idle(self) -> None:
+        """While no job runs (a job reports its own trouble) and the docker is shown."""
+        if self.isVisible() and not self.ctl.running:
+            self.ctl.refresh_status()
 
     # ----------------------------------------------------------------- build
 
@@ -76,6 +111,9 @@ class PortraitStyleDocker(DockWidget):  # type: ignore[misc]
         self.status_label.setObjectName("status")
         self.status_label.setWordWrap(True)
         self.status_label.setStyleSheet("color: gray;")
+        self.status_label.setAlignment(ALIGN_TOP)
+        lines = self.status_label.fontMetrics().lineSpacing()
+        self.status_label.setFixedHeight(2 * lines + 4)  # the line never changes height
         refresh = QtWidgets.QToolButton()
         refresh.setText("⟳")
         refresh.setToolTip("Ask the daemon again (endpoint, device, engine)")
@@ -175,19 +213,44 @@ class PortraitStyleDocker(DockWidget):  # type: ignore[misc]
         self.message_label.setWordWrap(True)
         self.message_label.setTextFormat(PLAIN_TEXT)
         self.message_label.setTextInteractionFlags(TEXT_SELECTABLE)
-        layout.addWidget(self.message_label)
+        self.message_label.setAlignment(ALIGN_TOP)
+        # a fixed-height area: the text wraps at the docker's width and scrolls when longer
+        self.message_area = QtWidgets.QScrollArea()
+        self.message_area.setObjectName("message_area")
+        self.message_area.setWidgetResizable(True)
+        self.message_area.setHorizontalScrollBarPolicy(SCROLL_OFF)
+        self.message_area.setFrameShape(NO_FRAME)
+        self.message_area.setWidget(self.message_label)
+        lines = self.message_label.fontMetrics().lineSpacing()
+        self.message_area.setFixedHeight(MESSAGE_LINES * lines + 6)
+        layout.addWidget(self.message_area)
         layout.addStretch(1)
         self.setWidget(root)
 
     # ----------------------------------------------------------------- style
 
     def _choose_style(self) -> None:
-        start = str(self.style_path.parent) if self.style_path else ""
         path, _ = QtWidgets.QFileDialog.getOpenFileName(
-            self, "Choose a style painting", start,
+            self, "Choose a style painting", str(self.chooser_folder()),
             "Images (*.jpg *.jpeg *.png *.webp *.tif *.tiff *.bmp)")
         if path:
             self.set_style(Path(path))
+
+    def chooser_folder(self) -> Path:
+        """Where the painting chooser opens: the last painting's folder, else Pictures, else home.
+
+        (An empty start folder made Qt's dialog open at ``/``.)
+        """
+        candidates: list[Path] = []
+        if self.style_path is not None:
+            candidates.append(Path(self.style_path).parent)
+        with contextlib.suppress(Exception):  # kritarc unreadable: the other places remain
+            candidates += [Path(p).parent for p in recent_styles()]
+        pictures = QtCore.QStandardPaths.writableLocation(PICTURES)
+        if pictures:
+            candidates.append(Path(pictures))
+        candidates.append(Path.home())
+        return next((c for c in candidates if c.is_dir()), Path.home())
 
     def set_style(self, path: Path) -> None:
         from .styles import preload
@@ -240,13 +303,14 @@ class PortraitStyleDocker(DockWidget):  # type: ignore[misc]
             self.progress.setFormat("idle")
         self._update_group_tools()
 
-    def _on_progress(self, stage: str, fraction: float) -> None:
+    def _on_progress(self, words: str, fraction: float) -> None:
+        """``words``: the whole line, percentage included ("painting… 40 %")."""
         if fraction < 0:
             self.progress.setRange(0, 0)  # busy indicator: the daemon gives no fraction
         else:
             self.progress.setRange(0, 1000)
             self.progress.setValue(int(fraction * 1000))
-        self.progress.setFormat(f"{stage} — %p%" if fraction >= 0 else stage)
+        self.progress.setFormat(words)  # its "40 %" is no %p/%v/%m template: shown as it is
 
     def _on_message(self, level: str, text: str) -> None:
         self.message_label.setStyleSheet(_LEVEL_COLOURS.get(level, ""))
