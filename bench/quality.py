@@ -91,6 +91,8 @@ TILES_PER_SIDE = 4
 #: OpenCV's cascade for the independent "face kept" judge (in cv2.data.haarcascades)
 HAAR_CASCADE = "haarcascade_frontalface_default.xml"
 
+#: the head crop of a strip: the tight face box grown this much (hair, headwear)
+HEAD_SCALE = 2.6
 #: a two-tone style made here from a painting in style/ (none of the paintings is one):
 #: name → (source stem, luminance percentile below which it is black)
 TWO_TONE_STYLES = {"two_tone_ink": ("pencil_sketch", 35.0)}
@@ -1028,7 +1030,8 @@ def _slug(text: str) -> str:
 
 def strip_image(photo: np.ndarray, whole: np.ndarray, ours: np.ndarray, face_box: IntBox,
                 height: int = 256) -> np.ndarray:
-    """photo | whole-image | ours, full frame on top and the tight face crop below."""
+    """photo | whole-image | ours: full frame, the head (where the mask is least sure:
+    hair, headwear, a held object at the face) and the tight face crop, one row each."""
     from PIL import Image
 
     def fit(array: np.ndarray, h: int, w: int | None = None) -> Image.Image:
@@ -1037,15 +1040,17 @@ def strip_image(photo: np.ndarray, whole: np.ndarray, ours: np.ndarray, face_box
         return image.resize((width, h), Image.Resampling.LANCZOS)
 
     y0, x0, y1, x1 = face_box
-    top = [fit(a, height) for a in (photo, whole, ours)]
-    bottom = [fit(a[y0:y1, x0:x1], height, height) for a in (photo, whole, ours)]
+    hy0, hx0, hy1, hx1 = face_region((x0, y0, x1, y1), *photo.shape[:2], scale=HEAD_SCALE)
+    rows = [[fit(a, height) for a in (photo, whole, ours)],
+            [fit(a[hy0:hy1, hx0:hx1], height, height) for a in (photo, whole, ours)],
+            [fit(a[y0:y1, x0:x1], height, height) for a in (photo, whole, ours)]]
     gap = 4
-    width = max(sum(i.width for i in top), sum(i.width for i in bottom)) + 2 * gap
-    sheet = Image.new("RGB", (width, 2 * height + gap), "white")
-    for row, images in enumerate((top, bottom)):
+    width = max(sum(i.width for i in row) for row in rows) + 2 * gap
+    sheet = Image.new("RGB", (width, len(rows) * (height + gap) - gap), "white")
+    for r, images in enumerate(rows):
         x = 0
         for image in images:
-            sheet.paste(image, (x, row * (height + gap)))
+            sheet.paste(image, (x, r * (height + gap)))
             x += image.width + gap
     return np.asarray(sheet)
 
@@ -1105,6 +1110,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--strips", type=Path,
                         help="folder: photo | whole-image | ours strips (full frame and tight "
                              "face crop) for --strip-pairs pairs, per setting")
+    parser.add_argument("--strip-list",
+                        help="PORTRAIT:STYLE,... pairs that get a strip (instead of "
+                             "--strip-pairs)")
     parser.add_argument("--strip-pairs", type=int, default=3,
                         help="how many (portrait, style) pairs get a strip (portrait i × style i)")
     parser.add_argument("--quiet", action="store_true")
@@ -1160,6 +1168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     photos: dict[str, np.ndarray] = {}
     strips = strip_pairs([p.stem for p in portraits], list(styles), args.strip_pairs) \
         if args.strips else set()
+    if args.strips and args.strip_list:
+        strips = {tuple(item.split(":", 1)) for item in args.strip_list.split(",")}
     for path in portraits:
         outcome = bench.portrait(path.stem, path, styles, settings, args.long_side, log)
         if isinstance(outcome, str):
