@@ -6,8 +6,10 @@ are lost to the painting's *colour*: strong hues laid over a grey face. Which
 faces suffer can't be told from the photo alone, so the pass asks MediaPipe's
 face mesh — the same 468-point model the quality benchmark reads, run on the
 detector's box — whether the painted face is still a face, and when it is not,
-steps up that face's protection (more of the photo's colour and light, less
-brush grain) until it is, only inside that face's own ramp. A face the photo
+steps up that face's protection (the painting's colour laid on the face's own
+light and shade, more of the photo's light, less brush grain; the photo's own
+colour only as the last, partial resort) until it is, only inside that face's
+own share of the amount. A face the photo
 itself does not hold (presence below ``PHOTO_MIN_PRESENCE``) is left alone.
 
 Note for whoever reads the benchmark: "faces kept" uses the same mesh, so on

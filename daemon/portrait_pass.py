@@ -16,10 +16,22 @@ the network moving geometry. So the portrait is rebuilt from bands:
 
 The feature scale is sized from the eye distance BlazeFace finds on the photo
 (``FEATURE_SIGMA_PER_IOD``), so the split follows the face whatever its size in
-the frame. The amount of photo detail is a ramp: full on the face, easing out
-over about a face width to ``BODY_LEVEL`` on the rest of the person mask, and 0
-outside it — no seam at the face, and outside the person the portrait layer is
-the background pass itself, so the mask's edge cannot show a seam either.
+the frame. The amount of photo detail is full on the face, easing out over about
+a face width to ``BODY_LEVEL`` on the rest of the person mask, never above the
+mask (except on the face's own core), and 0 outside it: outside the person the
+portrait layer is the background pass itself. Its transitions are then laid on
+the photo's own edges by a guided filter (``follow_edges``), so where the mask is
+unsure (hair, a cap, a held object) the change between the two looks steps where
+the photo steps instead of crossing it as a band.
+
+Grey photos and colourless paintings (issue 22): the stylization's chroma on a
+grey face is blotches unrelated to the face, and a colourless painting (ink, a
+woodcut, pencil) is told only by its tones. So the face can take the painting's
+colour keyed by luminance (``palette_chroma``: each tone gets the colour the
+painting gave that tone on the person) and, under a colourless painting, its
+tone distribution (``match_tones``, a monotone map). The face check's protection
+(daemon/face_check.py) now reaches for the palette before the photo's colour,
+so a face it has to protect stays painted rather than pasted in.
 """
 
 from __future__ import annotations
