@@ -54,7 +54,7 @@ from .face_check import (
     mesh_presence,
 )
 from .mask import MaskSettings, guide_for, person_probability
-from .sizing import guided_coefficients, lowpass, resize, to_uint8_hwc
+from .sizing import guided_coefficients, lowpass, luminance, resize, to_uint8_hwc
 
 __all__ = ["BODY_LEVEL", "FEATURE_SIGMA_PER_IOD", "STROKE_KEEP", "FaceFinder", "FaceGeometry",
            "apply_portrait_pass", "blazeface_finder", "feature_sigma", "find_faces",
@@ -89,10 +89,10 @@ TONE_BINS = 64
 #: the person mask misses it (a segmenter's hole on a face would otherwise paint it over)
 CORE_SCALE = 0.8
 #: guided filter that lays the amount's transitions on the photo's edges: window
-#: radius in feature sigmas, regulariser (guide in 0..1), grid long side
+#: radius in feature sigmas, regulariser (luminance guide in 0..1), grid long side
 EDGE_RADIUS_SIGMAS = 1.5
 EDGE_EPS = 2e-3
-EDGE_GRID = 384
+EDGE_GRID = 256
 #: photo detail on the person away from the face, relative to the face's
 BODY_LEVEL = 0.35
 #: how far past the face ellipse the ramp eases down, in face half-widths
@@ -177,7 +177,7 @@ def follow_edges(amount: torch.Tensor, photo: torch.Tensor, sigma: float) -> tor
     Why: a geometric ramp (an ellipse, a feathered mask) crosses hair, a hat's
     brim or a held object wherever its geometry says, which shows as a band of
     half-photo, half-painting. The guided filter makes the amount locally an
-    affine function of the photo's colours, so inside a flat area it stays flat
+    affine function of the photo's luminance, so inside a flat area it stays flat
     and it steps where the photo steps. Computed on a grid of at most
     ``EDGE_GRID`` px and applied at full size (the fast guided filter), so it
     costs a few milliseconds at any size. Inside an area where the amount is
@@ -186,14 +186,12 @@ def follow_edges(amount: torch.Tensor, photo: torch.Tensor, sigma: float) -> tor
     height, width = amount.shape[-2:]
     scale = min(1.0, EDGE_GRID / max(height, width))
     grid = (max(1, round(height * scale)), max(1, round(width * scale)))
-    guide_small = resize(photo.float(), grid)
+    guide = luminance(photo.float())  # one channel: a third of the work of an RGB guide
     src = resize(amount.float(), grid)
     radius = max(1, round(EDGE_RADIUS_SIGMAS * sigma * scale))
-    a, b = guided_coefficients(guide_small, src, radius, EDGE_EPS)
-    ab = torch.cat([a[:, 0], b], dim=1)  # [1,4,h,w]
-    coeff = resize(ab, (height, width))
-    out = (coeff[:, :3] * photo.float()).sum(dim=1, keepdim=True) + coeff[:, 3:4]
-    return out.clamp_(0, 1)
+    a, b = guided_coefficients(resize(guide, grid), src, radius, EDGE_EPS)
+    coeff = resize(torch.cat([a[:, 0], b], dim=1), (height, width))  # [1,2,H,W]
+    return (coeff[:, 0:1] * guide + coeff[:, 1:2]).clamp_(0, 1)
 
 
 def _weighted_hist(values: torch.Tensor, weight: torch.Tensor, bins: int) -> torch.Tensor:
@@ -240,6 +238,11 @@ def palette_chroma(y_ref: torch.Tensor, chroma_ref: torch.Tensor, weight: torch.
     smooth = F.conv1d(sums[:, None], kernel[None, None], padding=6)[:, 0]
     table = smooth[1:] / smooth[0:1].clamp(min=1e-6)  # [2,bins]
     return _lookup(table, y[0, 0])[None]
+
+
+def _face_weight(amount: torch.Tensor) -> torch.Tensor:
+    """Where the amount is high enough to count as face (0..1)."""
+    return ((amount - FACE_LEVEL) / (1 - FACE_LEVEL)).clamp(min=0)
 
 
 def tonal_share(chroma: torch.Tensor, weight: torch.Tensor) -> float:
@@ -320,21 +323,23 @@ def portrait_blend(stylized: torch.Tensor, photo: torch.Tensor, ramp: torch.Tens
     coarse = coarse_s + (a * tone_keep) * (coarse_p - coarse_s)
     y = coarse + a * detail_p + (1 - a) * detail_s + (a * stroke_keep) * fine_s
     chroma = s[:, 1:3]
-    if tone_match > 0 or palette_keep > 0:
-        out_parts = []
-        for i in range(s.shape[0]):  # statistics per region pass
-            yi, ci, ai = y[i:i + 1], chroma[i:i + 1], a[min(i, a.shape[0] - 1):][:1]
-            if tone_match > 0:  # the face's tones: statistics where the amount is high
-                face_w = ((ai - FACE_LEVEL) / (1 - FACE_LEVEL)).clamp(min=0)
-                share = tone_match * tonal_share(ci, face_w)
-                if share > 0:
-                    yi = yi + (ai * share) * (match_tones(yi, ys[i:i + 1], face_w) - yi)
+    # the face's tones: statistics where the amount is high; a colourful painting
+    # gets no tone matching (``tonal_share``), which is decided on a sparse grid
+    shares = [tone_match * tonal_share(chroma[i:i + 1, :, ::4, ::4],
+                                       _face_weight(a[:1, :, ::4, ::4]))
+              if tone_match > 0 else 0.0 for i in range(s.shape[0])]
+    if any(share > 0 for share in shares) or palette_keep > 0:
+        ys_out, chroma_out = [], []
+        for i, share in enumerate(shares):  # statistics per region pass
+            yi, ci, ai = y[i:i + 1], chroma[i:i + 1], a[:1]
+            if share > 0:
+                yi = yi + (ai * share) * (match_tones(yi, ys[i:i + 1], _face_weight(ai)) - yi)
             if palette_keep > 0:
                 ci = ci + (ai * palette_keep) * (
                     palette_chroma(ys[i:i + 1], ci, ai, yi.clamp(0, 1)) - ci)
-            out_parts.append(torch.cat([yi, ci], dim=1))
-        ycc = torch.cat(out_parts)
-        y, chroma = ycc[:, 0:1], ycc[:, 1:3]
+            ys_out.append(yi)
+            chroma_out.append(ci)
+        y, chroma = torch.cat(ys_out), torch.cat(chroma_out)
     if chroma_keep > 0:
         chroma = chroma + (a * chroma_keep) * (rgb_to_ycbcr(photo.float())[:, 1:3] - chroma)
     out = ycbcr_to_rgb(torch.cat([y, chroma], dim=1)).clamp_(0, 1)
