@@ -117,7 +117,7 @@ def test_gimp_registers_the_knob_tables_arguments(gimp: GimpHome,  # noqa: F811
     assert proc.returncode == 0, proc.stderr[-3000:]
     arguments = report["arguments"]
     assert arguments["style"]["type"] == "GFile"
-    assert arguments["endpoint"]["default"] in ("", None)
+    assert arguments["endpoint"]["type"] == "gchararray", "kept for scripts"
     for control in knobs.controls():
         found = arguments[control.name]
         assert found["label"].replace("_", "") == control.label
@@ -259,7 +259,7 @@ def test_dialog_previews_a_knob_change_and_a_gallery_painting_then_applies(
     screen = np.asarray(Image.open(shots["gallery"]).convert("RGB"))
     if "dialog" in places:
         x, y, w, h = places["dialog"]
-        screen = screen[max(0, y - 40):y + h + 8, max(0, x - 8):x + w + 8]
+        screen = screen[y:y + h, x:x + w]
     Image.fromarray(screen).save(tmp_path / "gimp-dialog.png", optimize=True)
     if os.environ.get("PORTRAIT_STYLE_UPDATE_DOCS") and gimp.env.gimp == "3.0":
         shutil.copyfile(tmp_path / "gimp-dialog.png", REPO / "docs" / "gimp-dialog.png")

@@ -130,7 +130,15 @@ def recent_row(config: Any) -> Gtk.Widget | None:
         if path:
             config.set_property("style", Gio.File.new_for_path(path))
 
+    def follow(*_args: object) -> None:  # another chooser picked: the list says so
+        style = config.get_property("style")
+        path = style.get_path() if style is not None else None
+        if combo.get_active_id() != path:
+            combo.set_active_id(path if path in styles else "")
+
     combo.connect("changed", chosen)
+    handler = config.connect("notify::style", follow)
+    combo.connect("destroy", lambda *_: config.disconnect(handler))
     row.pack_start(combo, True, True, 0)
     return row
 
