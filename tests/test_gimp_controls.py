@@ -214,6 +214,24 @@ def test_dialog_previews_a_knob_change_and_a_gallery_painting_then_applies(
                 time.sleep(1.0)
                 shots["knob"] = editors.screenshot(display, tmp_path / "knob.png",
                                                    within=gimp.env)
+                seen = len(_previews(prefix))
+                x, y, w, h = places["reset"]  # "Reset to defaults": back to the first look
+                pointer.move(x + w // 2, y + h // 2)
+                pointer.click()
+                reset = _wait(lambda: _previews(prefix)[seen:], proc, log, deadline,
+                              "a preview after Reset to defaults")
+                assert reset[-1]["controls"] == {}, reset
+                time.sleep(1.0)
+                shots["reset"] = editors.screenshot(display, tmp_path / "reset.png",
+                                                    within=gimp.env)
+                x, y, w, h = places["portrait-strength"]  # the knob again, for the Apply
+                pointer.move(x + max(2, round(w * 0.15)), y + h // 2)
+                pointer.click()
+                again = _wait(lambda: [p for p in _previews(prefix)[seen + 1:]
+                                       if "portrait-strength" in p["controls"]],
+                              proc, log, deadline, "the knob's preview again")
+                strength = again[-1]["controls"]["portrait-strength"]
+                assert strength < 0.5, again
                 x, y, w, h = places[f"gallery:{painting.name}"]
                 pointer.move(x + w // 2, y + h // 2)
                 pointer.click()
@@ -237,10 +255,11 @@ def test_dialog_previews_a_knob_change_and_a_gallery_painting_then_applies(
 
     # the preview pane changed with the knob, then with the painting
     pane = places["preview"]
-    first_pane, knob_pane, gallery_pane = (_crop(shots[k], pane)
-                                           for k in ("first", "knob", "gallery"))
+    first_pane, knob_pane, reset_pane, gallery_pane = (
+        _crop(shots[k], pane) for k in ("first", "knob", "reset", "gallery"))
     assert len(np.unique(first_pane.reshape(-1, 3), axis=0)) > 500, "a picture, not a blank"
     assert _mean_diff(knob_pane, first_pane) > 2.0, "the preview followed the knob"
+    assert _mean_diff(reset_pane, first_pane) < 1.0, "Reset to defaults: the first look again"
     assert _mean_diff(gallery_pane, knob_pane) > 8.0, "the preview shows the new painting"
 
     # OK applied exactly what the dialog showed: the gallery painting, the knob as clicked
