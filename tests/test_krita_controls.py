@@ -51,6 +51,9 @@ SCREENSHOT = REPO / "docs" / "krita-preview.png"
 UPDATE_SCREENSHOT_ENV = "PORTRAIT_STYLE_UPDATE_SCREENSHOT"
 #: what a preview may differ from the applied result scaled down (mean levels; issue 21)
 FIDELITY_LEVELS = 6.0
+#: the most one preview step may hold Krita's GUI thread (ms), and the event loop's lateness
+GUI_THREAD_MS = 50
+LATENESS_MS = 250
 
 
 @pytest.fixture(scope="module")
@@ -182,8 +185,15 @@ def test_live_preview_updates_after_a_knob_change_without_touching_the_image(
     # background strength 0: the background is the photo again
     assert float(np.abs(second - before).mean()) < styled
     assert seen["requests_for_five_changes"] <= 2, "a drag through five values asks once"
+    # never freezes Krita: what the docker itself does on the GUI thread (read the layer,
+    # hand over the request, show a result) is timed in the plug-in and must be short; the
+    # event loop's lateness also counts the daemon's CPU work competing with Krita on a
+    # small shared machine (a loaded 2-core CI box: up to ~110 ms), hence its looser bound
+    costs = seen["gui_ms"]
+    assert costs and any(what == "fire" for what, _ in costs), costs
+    assert max(ms for _, ms in costs) <= GUI_THREAD_MS, costs
     assert seen["preview_lateness_ticks"] >= 50
-    assert seen["preview_lateness_ms"] <= 100, "Krita's event loop was blocked by the preview"
+    assert seen["preview_lateness_ms"] <= LATENESS_MS, "Krita's event loop was blocked"
 
 
 def test_before_after_split_and_toggle(probe: tuple[dict[str, Any], Path]) -> None:
