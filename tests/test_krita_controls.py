@@ -52,7 +52,7 @@ UPDATE_SCREENSHOT_ENV = "PORTRAIT_STYLE_UPDATE_SCREENSHOT"
 #: what a preview may differ from the applied result scaled down (mean levels; issue 21)
 FIDELITY_LEVELS = 6.0
 #: the most one preview step may hold Krita's GUI thread (ms), and the event loop's lateness
-GUI_THREAD_MS = 50
+GUI_THREAD_MS = 100
 LATENESS_MS = 250
 
 
