@@ -6,10 +6,12 @@ time on its worker thread, latest request wins and a stale one is cancelled
 on the daemon; this module adds what Krita needs around it:
 
 - a debounce (``QTimer``): a spin box dragged through ten values asks once;
-- the source is read on the GUI thread (Krita's API lives there) at the moment
-  the request fires — the active layer, cropped to the selection if there is
-  one — and a cheap watch (the layer's 48-px thumbnail, once a second) asks
-  again when the artist paints on it or picks another layer;
+- the source is read on the GUI thread (Krita's API lives there) when the
+  request fires — the active layer, cropped to the selection if there is one —
+  and kept while only knobs change; a cheap watch (the layer's 64-px
+  thumbnail and the selection, once a second) asks again, with a fresh read,
+  when the artist paints on it, selects, or picks another layer;
+- the painting is decoded on a worker thread (cached by ``styles.load_style``);
 - results cross to the GUI thread through a queued Qt signal, so Krita never
   waits on the daemon;
 - ``PreviewView`` shows after and before with a movable split, or "before"
@@ -152,6 +154,8 @@ class LivePreview(QObject):
         self.shown_count = 0
         self.last_info: dict[str, Any] = {}
         self._watched: tuple[Any, ...] | None = None
+        #: (key, SourceLayer) last read: a knob change does not read the layer again
+        self._source: tuple[tuple[Any, ...], Any] | None = None
         #: (what, ms) the GUI thread spent on the last previews: the docker's cost to Krita
         self.gui_ms: list[tuple[str, float]] = []
         self._generation = 0  # fire() calls; only the newest one's painting is submitted
@@ -175,6 +179,7 @@ class LivePreview(QObject):
         else:
             self.watch.stop()
             self.debounce.stop()
+            self._source = None  # a big layer's copy is not kept while the preview is off
             if self.session is not None:
                 self.session.cancel()
             self.state.emit("Live preview off")
@@ -200,6 +205,15 @@ class LivePreview(QObject):
         node = document.activeNode() if document is not None else None
         return document, node
 
+    def _key(self, document: Any, node: Any) -> tuple[Any, ...]:
+        """What the preview's source depends on: the layer, the selection, its pixels (as a
+        small thumbnail — cheap to ask Krita for, and it changes with every paint stroke
+        that shows)."""
+        selection = document.selection()
+        sel = None if selection is None else (selection.x(), selection.y(),
+                                              selection.width(), selection.height())
+        return (node.uniqueId().toString(), sel, bytes(_bits(node.thumbnail(64, 64))))
+
     def _look(self) -> None:
         """Once a second: a new layer, a new selection or paint on the layer asks again."""
         if not self.enabled:
@@ -208,11 +222,7 @@ class LivePreview(QObject):
             document, node = self._active()
             if node is None:
                 return
-            selection = document.selection()
-            sel = None if selection is None else (selection.x(), selection.y(),
-                                                  selection.width(), selection.height())
-            thumb = node.thumbnail(48, 48)
-            key = (node.uniqueId().toString(), sel, bytes(_bits(thumb)))
+            key = self._key(document, node)
         except Exception:
             return
         if self._watched is not None and key != self._watched:
@@ -241,7 +251,10 @@ class LivePreview(QObject):
             if document is None or node is None:
                 self.state.emit("Live preview: open an image and select its layer")
                 return
-            source = self._read_source(modules, document, node)
+            key = self._key(document, node)
+            if self._source is None or key != self._source[0]:  # knob changes reuse it
+                self._source = (key, self._read_source(modules, document, node))
+            source = self._source[1]
             options = modules["core"].StylizeOptions(style_path=Path(style_path),
                                                      controls=dict(values),
                                                      outputs=("composite",))
