@@ -244,3 +244,12 @@ def test_preview_follows_the_selection(probe: tuple[dict[str, Any], Path]) -> No
     assert abs(pw - w * scale) <= 1 and abs(ph - h * scale) <= 1, (pw, ph, w, h)
     assert seen["preview_last_size"] == seen["preview_second_size"], "deselected: whole layer"
     assert seen["tree_after_previews"] == seen["tree_before"], "previews write nothing"
+
+
+def test_endpoint_is_not_in_the_docker(probe: tuple[dict[str, Any], Path]) -> None:
+    """The daemon's address is configuration: the status line says ready/device/engine, and
+    the endpoint shows only on hover."""
+    seen, _ = probe
+    assert seen["status_text"].startswith("Daemon: ready") and "magenta" in seen["status_text"]
+    assert not any("tcp://" in text or "ipc://" in text for text in seen["labels"]), seen["labels"]
+    assert "Daemon endpoint: tcp://127.0.0.1:" in seen["status_tooltip"]

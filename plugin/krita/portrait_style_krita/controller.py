@@ -80,6 +80,7 @@ class Controller(QObject):
         self._batch = 0  # how many layers the current Apply covers
         self._status_ready.connect(self.status.emit, QUEUED)
         self.last_status = ""
+        self.last_endpoint = ""  # where the daemon answered (the status line's tooltip)
         self.results: list[Any] = []
         self._probing = threading.Event()  # a status probe is in flight
 
@@ -301,9 +302,9 @@ class Controller(QObject):
         else:
             engines = hello.get("engines") or {}
             engine = engines.get("active", "?") if isinstance(engines, dict) else "?"
-            where = endpoint or hello.get("endpoint") or ""
-            line = (f"Daemon: {where or 'connected'} · {hello.get('device', '?')} · "
-                    f"engine {engine}").replace(" ·  ·", " ·")
+            # the endpoint is plumbing, set in the config file: the docker shows it on hover
+            self.last_endpoint = endpoint or hello.get("endpoint") or ""
+            line = f"Daemon: ready · {hello.get('device', '?')} · engine {engine}"
         self.last_status = line
         return line
 

@@ -75,7 +75,7 @@ class PortraitStyleDocker(DockWidget):  # type: ignore[misc]
         self.ctl.busy.connect(self._on_busy)
         self.ctl.progress.connect(self._on_progress)
         self.ctl.message.connect(self._on_message)
-        self.ctl.status.connect(self.status_label.setText)
+        self.ctl.status.connect(self._on_status)
         self._poll = QTimer(self)
         self._poll.setInterval(500)
         self._poll.timeout.connect(self._update_group_tools)
@@ -86,6 +86,14 @@ class PortraitStyleDocker(DockWidget):  # type: ignore[misc]
         self._status_poll.start()
         self._load_recent()
         self.ctl.refresh_status()
+
+    def _on_status(self, line: str) -> None:
+        """The daemon line; its endpoint (set in the config, not here) shows on hover."""
+        self.status_label.setText(line)
+        where = self.ctl.last_endpoint
+        self.status_label.setToolTip(
+            f"Daemon endpoint: {where} (set in portrait-style's config file or "
+            "$PORTRAIT_STYLE_ENDPOINT)" if where else "")
 
     def _refresh_status_if_idle(self) -> None:
         """While no job runs (a job reports its own trouble) and the docker is shown."""

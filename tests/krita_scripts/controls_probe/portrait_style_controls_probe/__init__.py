@@ -23,7 +23,7 @@ from typing import Any
 from krita import Extension, Krita  # type: ignore[import-not-found]
 from PyQt5.QtCore import QByteArray, QElapsedTimer, QEvent, QPoint, Qt, QTimer
 from PyQt5.QtGui import QImage, QMouseEvent
-from PyQt5.QtWidgets import QApplication, QDoubleSpinBox, QPushButton
+from PyQt5.QtWidgets import QApplication, QDoubleSpinBox, QLabel, QPushButton
 
 RESULT = Path(os.environ.get("PORTRAIT_STYLE_RESULT", "/tmp/probe.json"))
 DUMPS = RESULT.parent
@@ -334,6 +334,9 @@ class Probe:
         from portrait_style_krita.styles import recent_styles
 
         self.out["recent_styles"] = recent_styles()
+        self.out["status_text"] = self.dock.status_label.text()
+        self.out["status_tooltip"] = self.dock.status_label.toolTip()
+        self.out["labels"] = [w.text() for w in self.dock.findChildren(QLabel)]
         return self.ask_for_shot("applied", self.finish)
 
     def finish(self) -> Any:
