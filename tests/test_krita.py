@@ -1,4 +1,9 @@
-"""The Krita plug-in, installed by ``portrait-style install-plugin krita``, in real Krita 5.2.
+"""The Krita plug-in, installed by ``portrait-style install-plugin krita``, in real Krita.
+
+Every test that takes the ``root`` fixture runs in Krita 5.2 and in Krita 5.3
+(``[krita-5.2]``, ``[krita-5.3]``: the Debian 13 and Debian testing roots of
+``.ci/editors-chroot.sh``); Debian 12's own Krita 5.1 runs the headless suite
+on the host (``test_host_krita_51_…``).
 
 Headless: one kritarunner session (tests/krita_scripts/headless_suite.py)
 runs every scenario against a real daemon (magenta engine) on the bundled
@@ -36,11 +41,7 @@ PACKAGE = "portrait_style_krita"
 
 def editor_python(root: Path) -> str:
     """The X.Y of the Python Krita embeds in the editors' root (what _wire must match)."""
-    proc = editors.run_in_editors(
-        ["python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-        env={}, binds=[], timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout.strip().splitlines()[-1]
+    return editors.environment_at(root).python_version()
 
 
 def install(profile: Path, python: str) -> subprocess.CompletedProcess[str]:
@@ -60,8 +61,9 @@ def write_endpoint_config(home: Path, endpoint: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def root() -> Path:
-    return editors.require_editors()
+def root(krita_env: editors.EditorEnv) -> Path:
+    """The root of the Krita under test, once per version (``[krita-5.2]``, ``[krita-5.3]``)."""
+    return krita_env.require()
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +87,8 @@ def daemon(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="module")
-def suite(profile: Path, daemon: Any, tmp_path_factory: pytest.TempPathFactory
-          ) -> tuple[dict[str, Any], Path]:
+def suite(krita_env: editors.EditorEnv, profile: Path, daemon: Any,
+          tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
     """Run every headless scenario in one Krita session; (results, folder of dumps)."""
     home = tmp_path_factory.mktemp("krita-home")
     out = home / "out"
@@ -97,7 +99,7 @@ def suite(profile: Path, daemon: Any, tmp_path_factory: pytest.TempPathFactory
            "PYTHONPATH": f"{profile / 'krita' / 'pykrita'}:{SCRIPTS}"}
     started = time.monotonic()
     proc = editors.krita_run(SCRIPTS, "headless_suite", "main", home=home, timeout=600,
-                             env=env, binds=[profile, SAMPLES])
+                             env=env, binds=[profile, SAMPLES], within=krita_env)
     results = editors.load_result(home, proc)
     print(f"headless suite in Krita {results.get('krita')}: {time.monotonic() - started:.1f} s")
     return results, out
@@ -111,8 +113,9 @@ def scenario(suite: tuple[dict[str, Any], Path], name: str) -> dict[str, Any]:
     return res
 
 
-def test_runs_in_krita_52(suite: tuple[dict[str, Any], Path]) -> None:
-    assert suite[0]["krita"].startswith("5.2"), suite[0]["krita"]
+def test_runs_in_the_krita_of_the_test_id(krita_env: editors.EditorEnv,
+                                          suite: tuple[dict[str, Any], Path]) -> None:
+    assert suite[0]["krita"].startswith(f"{krita_env.krita}."), suite[0]["krita"]
 
 
 def test_contract_checks_pass_in_krita(suite: tuple[dict[str, Any], Path]) -> None:
@@ -738,7 +741,7 @@ def test_gui_docker_actions_apply_and_rerun(root: Path, daemon: Any, tmp_path: P
           f"ticks (idle baseline {probe.get('baseline_lateness_ms')} ms); "
           f"stages {probe.get('stages')}")
     assert "error" not in probe, probe.get("traceback")
-    assert probe["krita"].startswith("5.2")
+    assert probe["krita"].startswith(f"{editors.active().krita}.")
     assert all(probe["actions"].values()), probe["actions"]
     assert probe["docker_found"] and probe["docker_title"] == "Portrait Style"
     assert set(probe["buttons"]) >= {"apply", "cancel", "choose_style", "rerun_portrait",

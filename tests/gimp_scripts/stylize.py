@@ -2,7 +2,8 @@
 
 Run by tests/test_gimp.py with ``PARAMS`` defined before this text:
   case        "main" | "moved" | "u16" | "gray" | "indexed" | "two" | "huge-style" |
-              "cancel" | "unreachable"
+              "cancel" | "unreachable" | "again" | "bad-styles"
+  bad_styles  ("bad-styles") {name: path} of paintings that decode only partly
   content     an 8-bit RGB PNG (the photo), style: an 8-bit RGB PNG (the painting)
   endpoint    the host daemon's endpoint (passed as the procedure's argument)
   out         folder for raw pixel dumps (the test compares them with the daemon's own)
@@ -152,12 +153,28 @@ report["source_before"] = dump("source-before", source, fmt, channels)  # grey: 
 report["precision"] = image.get_precision().value_nick
 report["base_type"] = image.get_base_type().value_nick
 
+# as saved: from here on, a modified ("dirty") image means the plug-in touched it
+# (an image loaded by a script starts out marked modified)
+image.clean_all()
+
+if P["case"] == "bad-styles":
+    # paintings that decode only partly are refused, naming the file; nothing changes
+    report["bad_styles"] = {}
+    for name, path in P["bad_styles"].items():
+        before = len(image.get_layers())
+        status, error, seconds = call("plug-in-portrait-style", image, [source],
+                                      style=Gio.File.new_for_path(path), endpoint=P["endpoint"])
+        report["bad_styles"][name] = {"status": status, "error": error,
+                                      "new_layers": len(image.get_layers()) - before,
+                                      "dirty": bool(image.is_dirty())}
+
 targets = image.get_selected_layers() if P["case"] == "two" else [source]
 status, error, seconds = call("plug-in-portrait-style", image, targets, style=style,
                               endpoint=P["endpoint"])
 report["steps"]["stylize"] = {"status": status, "error": error, "seconds": seconds}
 group = find_group(image)
 report["layer_count"] = len(image.get_layers())
+report["dirty"] = bool(image.is_dirty())  # what GIMP's title bar star and quit question show
 report["stack"] = [{"name": layer.get_name(), "tattoo": layer.get_tattoo(),
                     "record": parasite_text(layer, RECORD)} for layer in image.get_layers()]
 
@@ -166,7 +183,8 @@ if group is not None:
     report["source_name"] = source.get_name()
     report["result"] = describe(image, group, "first")
     report["precision_after"] = image.get_precision().value_nick
-    report["flat"] = flattened(image, "flat-first")
+# what the artist sees after the call (the photo again when nothing was applied)
+report["flat"] = flattened(image, "flat-first")
 
 if group is not None and P["case"] == "main":
     # the artist edits the mask: a black box over the face's left half…
@@ -210,6 +228,35 @@ if group is not None and P["case"] == "main":
                                   endpoint=P["endpoint"])
     report["steps"]["no-style"] = {"status": status, "error": error,
                                    "new_layers": len(image.get_layers()) - before}
+
+if group is not None and P["case"] == "again":
+    # the artist applies again to the photo: the new group must land above the first one
+    # (directly above the photo it would sit under it, hidden); then with a layer inside a
+    # result group selected, which stands for that group's photo
+    steps = [("again-source", source, {"preserve-color": True}),
+             ("again-inside", None, {"background-strength": 0.3})]
+    for name, target, extra in steps:
+        if target is None:
+            top = find_group(image)
+            target = [c for c in top.get_children() if c.get_mask() is not None][0]
+        image.set_selected_layers([target])
+        status, error, seconds = call("plug-in-portrait-style", image, [target], style=style,
+                                      endpoint=P["endpoint"], **extra)
+        report["steps"][name] = {"status": status, "error": error, "seconds": seconds}
+        report[name] = {
+            "stack": [{"name": layer.get_name(), "tattoo": layer.get_tattoo(),
+                       "visible": layer.get_visible(),
+                       "record": parasite_text(layer, RECORD)} for layer in image.get_layers()],
+            "top": describe(image, find_group(image), name),
+            "flat": flattened(image, f"flat-{name}")}
+    # the photo is deleted: a layer of its result group cannot stand for it any more
+    image.remove_layer(source)
+    target = [c for c in find_group(image).get_children() if c.get_mask() is not None][0]
+    before = len(image.get_layers())
+    status, error, seconds = call("plug-in-portrait-style", image, [target], style=style,
+                                  endpoint=P["endpoint"])
+    report["steps"]["source-gone"] = {"status": status, "error": error,
+                                      "new_layers": len(image.get_layers()) - before}
 
 image.delete()
 with open(os.environ["PORTRAIT_STYLE_RESULT"], "w") as out:

@@ -227,13 +227,19 @@ class GimpDocument:
         return layer
 
     def add_result_group(self, plan: LayerPlan, above: Any) -> Any:
-        """The group right above ``above``, in one undo step; the Portrait not cut by its mask."""
+        """The group directly above ``above``, visible, in one undo step.
+
+        ``above`` is the core's ``result_anchor``: the source, or the newest earlier
+        result of it, so the new group is never hidden under an old one. The
+        Portrait layer is not cut by its mask.
+        """
         assert plan.record is not None
         image = self.image
         image.undo_group_start()
         try:
             group = Gimp.GroupLayer.new(image, plan.group_name)
             image.insert_layer(group, above.get_parent(), image.get_item_position(above))
+            group.set_visible(True)
             group.set_blend_space(_PERCEPTUAL)
             group.set_composite_space(_PERCEPTUAL)
             _attach_text(group, RECORD_NAME, plan.record.to_json())

@@ -31,12 +31,14 @@ gi.require_version("Gimp", "3.0")
 gi.require_version("Gio", "2.0")
 from gi.repository import Gimp, Gio  # noqa: E402
 
-from . import recent  # noqa: E402
+from . import knob_args, recent  # noqa: E402
 from ._core.plugin import job as jobs  # noqa: E402
 from ._core.plugin.core import StylizeOptions  # noqa: E402
 from ._core.plugin.explain import explain  # noqa: E402
+from ._core.plugin.stages import describe  # noqa: E402
 from ._core.protocol.messages import Pixels  # noqa: E402
 from .document import GimpDocument, _read, check_image_mode  # noqa: E402
+from .style_file import check_complete  # noqa: E402
 
 __all__ = ["stylize", "rerun", "load_style", "run_with_progress"]
 
@@ -46,17 +48,14 @@ _PULSE_S = 0.1
 #: the daemon works at ≤ 1 MP of style (daemon/pipeline.py) and refuses > 16 MP; a big scan
 #: is scaled down on GIMP's private copy first, with room to spare, to keep the wire light
 STYLE_SEND_PIXELS = 2048 * 2048
-#: the daemon's stage names (SPEC.md, "progress") as the status bar says them; others as sent
-STAGE_WORDS = {
-    "sending": "sending the layer", "started": "started", "decode": "reading the pixels",
-    "segment": "finding the person", "encode": "studying the painting",
-    "transform": "painting", "stylize": "painting", "upsample": "bringing it to full size",
-    "compose": "composing", "encode_reply": "sending the layers back",
-}
 
 
 def load_style(path: Path) -> Pixels:
-    """Decode the painting with GIMP's own loaders (any format GIMP opens), 8-bit RGB."""
+    """Decode the painting with GIMP's own loaders (any format GIMP opens), 8-bit RGB.
+
+    A JPEG or PNG that would load only partly is refused first (``style_file``).
+    """
+    check_complete(path)
     image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(str(path)))
     if image is None:
         raise OSError(0, "GIMP could not open it as an image", str(path))
@@ -74,19 +73,8 @@ def load_style(path: Path) -> Pixels:
 
 
 def _stage_text(layer_name: str, event: jobs.JobEvent) -> str:
-    state = event.state
-    if state is jobs.JobState.CONNECTING:
-        what = "connecting to the daemon"
-    elif state is jobs.JobState.STARTING_DAEMON:
-        what = f"starting the daemon ({event.stage})" if event.stage else "starting the daemon"
-    elif state is jobs.JobState.QUEUED:
-        what = (f"waiting in the daemon's queue (position {event.position})"
-                if event.position is not None else "waiting in the daemon's queue")
-    elif state is jobs.JobState.DONE:
-        what = "adding the layers"
-    else:
-        what = STAGE_WORDS.get(event.stage, event.stage.replace("_", " ")) or state.value
-    return f"Portrait Style — {layer_name}: {what}"
+    """The status bar's line: the layer, then what is happening in words ("painting… 40 %")."""
+    return f"Portrait Style — {layer_name}: {describe(event)}"
 
 
 def run_with_progress(job: jobs.Job, layer_name: str) -> jobs.JobState:
@@ -96,7 +84,7 @@ def run_with_progress(job: jobs.Job, layer_name: str) -> jobs.JobState:
                               daemon=True)
     Gimp.progress_init(f"Portrait Style — {layer_name}")
     worker.start()
-    last_text = ""
+    last_text, last_words = "", ""
     while worker.is_alive() or not events.empty():
         try:
             event = events.get(timeout=_PULSE_S)
@@ -108,6 +96,10 @@ def run_with_progress(job: jobs.Job, layer_name: str) -> jobs.JobState:
         if text != last_text:
             Gimp.progress_set_text(text)
             last_text = text
+        words = text.split("…")[0]
+        if words != last_words:  # each new stage once on GIMP's console (and in tests)
+            _timing(f"progress: {words}")
+            last_words = words
         if event.fraction >= 0:
             Gimp.progress_update(min(1.0, event.fraction))
     worker.join()
@@ -122,17 +114,8 @@ def _connection(config: Any) -> jobs.Connection:
 def _options(config: Any) -> StylizeOptions:
     style = config.get_property("style")
     path = style.get_path() if style is not None else None
-
-    def strength(name: str) -> float | None:
-        value = float(config.get_property(name))
-        return None if value < 0 else value
-
     return StylizeOptions(style_path=Path(path) if path else None,
-                          background_strength=strength("background-strength"),
-                          portrait_strength=strength("portrait-strength"),
-                          preserve_color=bool(config.get_property("preserve-color")),
-                          likeness=strength("likeness"),
-                          stroke_size=strength("stroke-size"),
+                          controls=knob_args.values(config, knob_args.table()),
                           outputs=_OUTPUTS)
 
 
@@ -147,22 +130,21 @@ def _layers(drawables: list[Any]) -> list[Any]:
     return layers
 
 
-def _finish(document: GimpDocument, job: jobs.Job) -> str | None:
-    """Apply a finished job (one undo step); a sentence when it did not finish."""
+def _problem(job: jobs.Job) -> str | None:
+    """The artist's sentence for a job that did not finish (None: it did).
+
+    GIMP's own Cancel kills this process, so a CANCELLED job here was stopped
+    by someone else (the daemon shutting down, another client): the core's
+    sentence says which; the fallback never claims the artist cancelled.
+    """
+    if job.state is jobs.JobState.DONE:
+        return None
+    if job.error:
+        return job.error
     if job.state is jobs.JobState.CANCELLED:
-        return "Cancelled; the image is unchanged."
-    if job.state is not jobs.JobState.DONE:
-        return job.error or "the job did not finish"
-    started = time.monotonic()
-    try:
-        jobs.apply(document, job)
-    except Exception as exc:
-        return explain(exc)
-    Gimp.progress_update(1.0)
-    _timing(f"layers applied in {time.monotonic() - started:.2f} s")
-    for notice in job.notices:
-        Gimp.message(f"Portrait Style: {notice}")
-    return None
+        return ("The daemon stopped the job before it finished; the image is unchanged. "
+                "Run Portrait Style again.")
+    return "The job did not finish; the image is unchanged."
 
 
 def _timing(text: str) -> None:
@@ -173,9 +155,15 @@ def _timing(text: str) -> None:
 
 
 def _run_all(image: Any, prepare: Any, targets: list[Any]) -> str | None:
-    """Prepare, run and apply one job per target inside one undo group."""
+    """Prepare and run one job per target, then apply them all in one undo step.
+
+    The image's undo group is opened only once every job is done: GIMP's
+    Cancel kills this process mid-job, and an undo group left open then makes
+    GIMP warn "left image undo in inconsistent state" and mark the untouched
+    image modified. Nothing is applied unless every job finished.
+    """
     document = GimpDocument(image, targets)
-    image.undo_group_start()
+    done: list[jobs.Job] = []
     try:
         for target in targets:
             started = time.monotonic()
@@ -184,16 +172,31 @@ def _run_all(image: Any, prepare: Any, targets: list[Any]) -> str | None:
             except Exception as exc:  # OptionError, RecordError, OSError… → the artist's words
                 return explain(exc)
             read = time.monotonic()
-            state = run_with_progress(job, target.get_name())
+            state = run_with_progress(job, job.source.name)
             _timing(f"layer and style read in {read - started:.2f} s, job {state.value} in "
                     f"{time.monotonic() - read:.2f} s")
-            problem = _finish(document, job)
+            problem = _problem(job)
             if problem:
                 return problem
+            done.append(job)
+        Gimp.progress_set_text("Portrait Style: adding the layers")
+        started = time.monotonic()
+        image.undo_group_start()
+        try:
+            for job in done:
+                jobs.apply(document, job)
+        except Exception as exc:
+            return explain(exc)
+        finally:
+            image.undo_group_end()
+        Gimp.progress_update(1.0)
+        _timing(f"layers applied in {time.monotonic() - started:.2f} s")
     finally:
-        image.undo_group_end()
         Gimp.progress_end()
         Gimp.displays_flush()
+    for job in done:
+        for notice in job.notices:
+            Gimp.message(f"Portrait Style: {notice}")
     return None
 
 
