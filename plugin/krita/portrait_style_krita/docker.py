@@ -211,6 +211,7 @@ class PortraitStyleDocker(DockWidget):  # type: ignore[misc]
         scroll.setHorizontalScrollBarPolicy(SCROLL_OFF)
         scroll.setFrameShape(NO_FRAME)
         scroll.setWidget(root)
+        self.scroll = scroll
         # the message area sits below the scrolling part, as wide as the docker itself: a
         # message is always in view and wraps at the docker's edge, even when the rows
         # above are wider than a narrow docker and scrolled
