@@ -71,6 +71,8 @@ class StylizeJob:
         full size by the pipeline. None = the daemon's default.
     mask_feather: Gaussian softening of the segmented mask's edge, in layer
         pixels (an artist's own mask is never changed). None = the daemon's default.
+    preview: long side of a preview: every layer comes back at
+        ``protocol.request.preview_size`` instead of full size (None = full size).
     """
 
     content: np.ndarray
@@ -82,6 +84,7 @@ class StylizeJob:
     whole_image: bool = False
     max_working_pixels: int | None = None
     mask_feather: float | None = None
+    preview: int | None = None
 
     @classmethod
     def from_request(cls, *, content: np.ndarray, style: np.ndarray, style_key: str,
@@ -95,7 +98,7 @@ class StylizeJob:
         return cls(content=content, style=style, style_key=style_key, regions=regions,
                    outputs=frozenset(params.outputs), mask=mask, whole_image=params.whole_image,
                    max_working_pixels=params.max_working_pixels,
-                   mask_feather=params.mask_feather)
+                   mask_feather=params.mask_feather, preview=params.preview)
 
 
 @dataclass

@@ -30,12 +30,21 @@ import numpy as np
 import torch
 
 from ..protocol.constants import LAYER_NAMES
+from ..protocol.request import preview_size
 from .color import preserve_color, rgb_to_ycbcr, ycbcr_to_rgb
 from .engines.base import RegionSettings, Segmenter, StyleEngine
 from .jobspec import JobContext, StylizeJob, StylizeResult
-from .mask import MaskResult, MaskSettings, artist_mask, person_mask
-from .portrait_pass import keep_likeness
+from .mask import (
+    MaskResult,
+    MaskSettings,
+    artist_mask,
+    guide_for,
+    person_probability,
+    refine_probability,
+)
+from .portrait_pass import FaceFinder, FaceGeometry, blazeface_finder, keep_likeness
 from .regions import preset
+from .reuse import WorkCache, content_digest
 from .sizing import (
     DEFAULT_STRATEGY,
     STRATEGIES,
@@ -49,7 +58,7 @@ from .sizing import (
     uint8_band_to_float,
     working_size,
 )
-from .strokes import stylize_regions
+from .strokes import engine_key, stylize_regions
 from .structure import keep_structure
 
 __all__ = ["PortraitPipeline"]
@@ -79,6 +88,7 @@ class PortraitPipeline:
         mask_settings: MaskSettings | None = None,
         upsampling: GuidedUpsampling | None = None,
         tiles: TileSettings | None = None,
+        reuse_bytes: int = 256 << 20,
     ) -> None:
         if sizing not in STRATEGIES:
             raise ValueError(f"unknown sizing strategy {sizing!r}; known: {', '.join(STRATEGIES)}")
@@ -94,6 +104,8 @@ class PortraitPipeline:
         self._style_cache: OrderedDict[str, Any] = OrderedDict()
         self._style_cache_size = max(0, style_cache_size)
         self._lock = threading.Lock()
+        #: work shared between jobs on the same layer (previews, then Apply): daemon/reuse.py
+        self._reuse = WorkCache(reuse_bytes)
 
     def describe(self) -> dict[str, Any]:
         """What the daemon's ``hello`` reports about the loaded models."""
@@ -120,61 +132,88 @@ class PortraitPipeline:
         regions = self._regions(job)
         height, width = content.shape[:2]
         device = self.engine.device
+        reused: list[str] = []
 
         with torch.inference_mode():
             ctx.stage("decode", 0.0)
             work_hw = working_size(height, width, max_pixels)
             needs_resize = work_hw != (height, width)
-            full = uint8_band_to_float(content, 0, height, device)
-            small = resize(full, work_hw)
-            keep_full = needs_resize and self.sizing == "tiles"
-            if not keep_full:
-                del full
+            keep_full = needs_resize and self.sizing == "tiles" and job.preview is None
+            digest = content_digest(content) if self._reuse.max_bytes else ""
+            full = uint8_band_to_float(content, 0, height, device) if keep_full else None
+            small, hit = self._reuse.get_or_make(
+                ("content", digest, work_hw),
+                lambda: resize(full if full is not None else uint8_band_to_float(
+                    content, 0, height, device), work_hw))
+            reused += ["content"] * hit
+            # a preview is the full result made at the output's size: the same working
+            # size (so the same strokes), only the steps at full resolution are scaled
+            out_photo = content if job.preview is None else _preview_photo(
+                content, small, job.preview, needs_resize, device)
 
             ctx.stage("segment", 0.1)
-            mask_result = self._mask(job, content, small, outputs, regions)
+            mask_result = self._mask(job, content, small, out_photo, outputs, regions,
+                                     digest, reused)
 
             passes = self._passes(job, outputs, mask_result)
             ctx.stage("encode", 0.3)
-            layers_full: dict[str, np.ndarray] = {}
+            layers_out: dict[str, np.ndarray] = {}
             if passes:
-                style_state = self._style_state(job.style_key, style)
+                style_state = self._style_state(job.style_key, style, reused)
                 ctx.stage("transform", 0.4)
                 settings = [regions[name] for name in passes]
-                stylized = stylize_regions(self.engine, small, style_state, settings)
+                stylized, hit = self._reuse.get_or_make(
+                    ("network", digest, work_hw, job.style_key,
+                     tuple((s.stroke_size, engine_key(s)) for s in settings)),
+                    lambda: stylize_regions(self.engine, small, style_state, settings))
+                reused += ["network"] * hit
                 expected = (len(passes), 3, *work_hw)
                 if tuple(stylized.shape) != expected:
                     raise RuntimeError(f"engine {self.engine.name} returned "
                                        f"{tuple(stylized.shape)}, expected {expected}")
                 stylized = _preserve(stylized, small, settings)
                 stylized = _keep_structure(stylized, small, settings)
-                stylized = keep_likeness(stylized, small, settings, self.segmenter,
+                out_hw = out_photo.shape[:2]
+                # a preview at most half the working size: the rest runs on a grid of half
+                # the working size (the portrait pass's bands scale with the faces, the
+                # guided filter's window is halved), which costs a quarter
+                halve = job.preview is not None and 2 * out_hw[0] <= work_hw[0]
+                grid_hw = (work_hw[0] // 2, work_hw[1] // 2) if halve else work_hw
+                photo = resize(small, grid_hw) if halve else small
+                if halve:
+                    stylized = resize(stylized.float(), grid_hw)
+                stylized = keep_likeness(stylized, photo, settings, self.segmenter,
                                          mask_result.mask if mask_result else None,
+                                         finder=self._face_finder(digest, small, reused),
                                          mask_settings=self.mask_settings)
                 stylized = _saturate(stylized, settings)
-                if not needs_resize:
+                if not needs_resize or (job.preview is not None and out_hw == grid_hw):
+                    if out_hw != grid_hw:  # a preview of a layer within the working size
+                        stylized = resize(stylized.float(), out_hw)
                     for i, name in enumerate(passes):
-                        layers_full[name] = _with_alpha(to_uint8_hwc(stylized[i:i + 1]),
-                                                        content)
-                elif self.sizing == "tiles":
-                    layers_full = self._tiles(full, content, style_state, passes, settings,
-                                              stylized, ctx)
+                        layers_out[name] = _with_alpha(to_uint8_hwc(stylized[i:i + 1]),
+                                                       out_photo)
+                elif self.sizing == "tiles" and job.preview is None:
+                    assert full is not None
+                    layers_out = self._tiles(full, content, style_state, passes, settings,
+                                             stylized, ctx)
                 else:
                     ctx.stage("upsample", 0.7)
-                    outs = [np.empty_like(content) for _ in passes]
-                    guided_upsample_into(outs, stylized, content, self.upsampling,
-                                         photo_small=small)
+                    outs = [np.empty_like(out_photo) for _ in passes]
+                    upsampling = self.upsampling
+                    if halve:
+                        upsampling = replace(upsampling, radius=max(1, upsampling.radius // 2))
+                    guided_upsample_into(outs, stylized, out_photo, upsampling,
+                                         photo_small=photo)
                     for name, out in zip(passes, outs, strict=True):
-                        layers_full[name] = _with_alpha(out, content)
+                        layers_out[name] = _with_alpha(out, out_photo)
                 del stylized
             else:
                 ctx.stage("transform", 0.4)
-            if keep_full:
-                del full
-            del small
+            full = None  # the float layer is large: let it go before composing
 
             ctx.stage("compose", 0.9)
-            layers = self._compose(job, outputs, layers_full, mask_result, content)
+            layers = self._compose(job, outputs, layers_out, mask_result, out_photo)
 
         ctx.stage("encode_reply", 0.97)
         info: dict[str, Any] = {
@@ -188,8 +227,11 @@ class PortraitPipeline:
             "sizing": self.sizing if needs_resize else "none",
             "passes": list(passes),
             "regions": {name: asdict(value) for name, value in regions.items()},
+            "reused": reused,
             "timings": dict(ctx.timings),
         }
+        if job.preview is not None:
+            info["preview"] = [int(out_photo.shape[1]), int(out_photo.shape[0])]
         return StylizeResult(layers=layers, info=info)
 
     # ------------------------------------------------------------------ steps
@@ -204,22 +246,43 @@ class PortraitPipeline:
         return regions
 
     def _mask(self, job: StylizeJob, content: np.ndarray, small: torch.Tensor,
-              outputs: set[str], regions: dict[str, RegionSettings]) -> MaskResult | None:
-        height, width = content.shape[:2]
+              out_photo: np.ndarray, outputs: set[str], regions: dict[str, RegionSettings],
+              digest: str, reused: list[str]) -> MaskResult | None:
+        """The person mask at the output's size (the layer's, or the preview's)."""
+        height, width = out_photo.shape[:2]
         if job.whole_image:
             return MaskResult(mask=np.zeros((height, width), np.uint8), person_found=False,
                               person_fraction=0.0, source="whole_image")
         if job.mask is not None:
-            return artist_mask(job.mask, height, width)
+            mask = job.mask if job.preview is None else _shrink_plane(job.mask, (height, width))
+            return artist_mask(mask, height, width)
         # the portrait pass eases its likeness over the person: it reads the same mask,
         # so a portrait asked for alone equals the one that comes with the mask
         likeness = "portrait" in outputs and regions["portrait"].likeness > 0
         if not outputs & {"mask", "composite"} and not likeness:
             return None
         settings = self.mask_settings
-        if job.mask_feather is not None:
-            settings = replace(settings, feather_px=job.mask_feather)
-        return person_mask(self.segmenter, content, small.to(self.segmenter.device), settings)
+
+        def segment() -> tuple[torch.Tensor, torch.Tensor, Any]:
+            guide = guide_for(content, self.segmenter.device, settings,
+                              small.to(self.segmenter.device))
+            return (guide, *person_probability(self.segmenter, content, guide, settings))
+
+        (guide, prob, framed), hit = self._reuse.get_or_make(
+            ("segmentation", digest, tuple(small.shape[-2:]), settings), segment)
+        reused += ["segmentation"] * hit
+        feather = settings.feather_px if job.mask_feather is None else job.mask_feather
+        # the feather is in layer pixels: at a preview's size it is as much smaller
+        settings = replace(settings, feather_px=feather * width / content.shape[1])
+        fraction = float((prob >= 0.5).float().mean())
+        if fraction < settings.min_person_fraction:
+            return MaskResult(mask=np.zeros((height, width), np.uint8), person_found=False,
+                              person_fraction=fraction, source="segmenter",
+                              framed_box=framed.box)
+        mask = refine_probability(prob, out_photo, settings, guide=guide,
+                                  native_px=framed.native_px)
+        return MaskResult(mask=mask, person_found=True, person_fraction=fraction,
+                          source="segmenter", framed_box=framed.box)
 
     @staticmethod
     def _passes(job: StylizeJob, outputs: set[str], mask: MaskResult | None) -> list[str]:
@@ -235,11 +298,40 @@ class PortraitPipeline:
         return [name for name, needed in (("background", need_bg), ("portrait", need_pt))
                 if needed]
 
-    def _style_state(self, key: str, style: np.ndarray) -> Any:
+    def _face_finder(self, digest: str, small: torch.Tensor, reused: list[str]
+                     ) -> FaceFinder | None:
+        """BlazeFace on the working-size photo, found once per layer, scaled to any size.
+
+        Faces are always found on the working-size photo (a preview's portrait
+        pass runs at the preview's size: it gets the same faces, scaled), and
+        kept for the next job on the layer. The person mask only narrows the
+        finder's window search when no face is found on the whole frame.
+        """
+        finder = blazeface_finder(self.engine.device)
+        if finder is None:
+            return None
+        work_hw = tuple(small.shape[-2:])
+
+        def find(person: torch.Tensor | None) -> list[FaceGeometry]:
+            if person is not None and tuple(person.shape[-2:]) != work_hw:
+                person = resize(person.float().reshape(1, 1, *person.shape[-2:]), work_hw)
+            return finder(small, person)
+
+        def cached(photo: torch.Tensor, person: torch.Tensor | None) -> list[FaceGeometry]:
+            faces, hit = self._reuse.get_or_make(("faces", digest, work_hw),
+                                                 lambda: find(person))
+            reused.extend(["faces"] * hit)
+            scale = photo.shape[-1] / work_hw[1]
+            return faces if scale == 1 else [_scaled_face(f, scale) for f in faces]
+
+        return cached
+
+    def _style_state(self, key: str, style: np.ndarray, reused: list[str]) -> Any:
         """Encode the style once per ``style_key`` (LRU of ``style_cache_size``)."""
         with self._lock:
             if key in self._style_cache:
                 self._style_cache.move_to_end(key)
+                reused.append("style")
                 return self._style_cache[key]
         h, w = style.shape[:2]
         tensor = uint8_band_to_float(style, 0, h, self.engine.device)
@@ -295,6 +387,40 @@ class PortraitPipeline:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _scaled_face(face: FaceGeometry, scale: float) -> FaceGeometry:
+    """A face found at the working size, in the pixels of an image ``scale`` times as big."""
+    box = None if face.box is None else tuple(v * scale for v in face.box)
+    return replace(face, cx=face.cx * scale, cy=face.cy * scale, rx=face.rx * scale,
+                   ry=face.ry * scale, iod=face.iod * scale, box=box)
+
+
+def _preview_photo(content: np.ndarray, small: torch.Tensor, long_side: int,
+                   needs_resize: bool, device: torch.device) -> np.ndarray:
+    """The layer at a preview's size (uint8, the layer's channels): the preview's guide."""
+    height, width = content.shape[:2]
+    pw, ph = preview_size(width, height, long_side)
+    if needs_resize and ph <= small.shape[-2]:
+        rgb = to_uint8_hwc(resize(small, (ph, pw)))  # never decode the full layer again
+    else:
+        rgb = to_uint8_hwc(resize(uint8_band_to_float(content, 0, height, device), (ph, pw)))
+    if content.shape[2] == 3:
+        return rgb
+    out = np.empty((ph, pw, 4), np.uint8)
+    out[..., :3] = rgb
+    out[..., 3] = _shrink_plane(content[..., 3], (ph, pw))
+    return out
+
+
+def _shrink_plane(plane: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """An H×W uint8 plane (alpha, mask) at ``hw``, antialiased; decimated first when huge."""
+    if plane.shape == hw:
+        return plane
+    step = max(1, min(plane.shape[0] // hw[0], plane.shape[1] // hw[1]) // 2)
+    small = torch.from_numpy(np.array(plane[::step, ::step], copy=True)).float()
+    out = resize(small[None, None], hw)[0, 0]
+    return out.round_().clamp_(0, 255).to(torch.uint8).numpy()
 
 
 def _check_image(array: np.ndarray, what: str, channels: tuple[int, ...]) -> np.ndarray:

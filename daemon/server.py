@@ -67,6 +67,7 @@ log = logging.getLogger(__name__)
 
 #: how often the keys of peers with jobs are checked against the allowed folder (seconds)
 KEY_CHECK_S = 1.0
+STOPPING_MESSAGE = "the daemon is stopping (portrait-style stop, or its process was ended)"
 REVOKED_MESSAGE = ("this client's key is no longer allowed by the daemon (revoked with "
                    "'portrait-style keys revoke'); ask the daemon's admin to allow it again")
 
@@ -131,6 +132,7 @@ class DaemonServer:
         # (peer, id) of jobs their own client cancelled: any other cancel of a running
         # job during shutdown is the daemon stopping (error code "stopping")
         self._client_cancels: set[tuple[bytes, str]] = set()
+        self._told_stopping: set[tuple[bytes, str]] = set()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -372,6 +374,7 @@ class DaemonServer:
             self._announce_positions()
         elif flagged is not None:
             log.info("job %s: cancel requested while running", target)
+            self._client_cancels.add(flagged.key)
 
     def _forget_peer(self, peer: bytes) -> None:
         """The peer is gone: drop its queued jobs, stop its running one (no one to tell)."""
@@ -393,6 +396,8 @@ class DaemonServer:
     def _deliver(self, event: JobEvent) -> None:
         """Send what the worker produced (runs on the loop thread)."""
         job = event.job
+        if job.key in self._told_stopping:
+            return  # its client was told the daemon is stopping; nothing follows that
         if job.peer in self._shut_out:
             if isinstance(event, JobDone | JobFailed):
                 self._shut_out.discard(job.peer)
@@ -407,8 +412,14 @@ class DaemonServer:
         elif isinstance(event, JobDone):
             self._send_result(job, event.result)
         elif isinstance(event, JobFailed):
-            self._send(job.peer, Error(id=job.message.id, code=event.code,
-                                       message=event.message, field=event.field))
+            code, message = event.code, event.message
+            if (code == errors.CANCELLED and self._stop.is_set()
+                    and job.key not in self._client_cancels):
+                code, message = errors.STOPPING, STOPPING_MESSAGE  # not its client's cancel
+            self._send(job.peer, Error(id=job.message.id, code=code, message=message,
+                                       field=event.field))
+        if isinstance(event, JobDone | JobFailed):
+            self._client_cancels.discard(job.key)
 
     def _send_result(self, job: Job, result: StylizeResult) -> None:
         try:
@@ -495,19 +506,25 @@ class DaemonServer:
     def _shutdown(self) -> None:
         """Cancel everything, tell the clients, and close (SPEC.md §8)."""
         self._stop.set()
-        waiting, _ = self._jobs.close()
+        waiting, running = self._jobs.close()
+        # the running job is told now too, not after it noticed the cancel: its client
+        # hears no heartbeat while we wait for the worker, and must not take that silence
+        # for a crash
+        if running is not None and running.key not in self._client_cancels:
+            waiting.append(running)
+            self._told_stopping.add(running.key)
         for job in waiting:
-            self._send(job.peer, Error(id=job.message.id, code=errors.CANCELLED,
-                                       message="the daemon is shutting down"))
+            self._send(job.peer, Error(id=job.message.id, code=errors.STOPPING,
+                                       message=STOPPING_MESSAGE))
         if self._worker is not None and not self._worker.join(self.shutdown_grace_s):
             log.warning("the running job did not stop within %.0f s; leaving it",
                         self.shutdown_grace_s)
         if self._events is not None:
             self._deliver_events()  # the running job's last word (usually "cancelled")
         stuck = self._jobs.running()
-        if stuck is not None:
-            self._send(stuck.peer, Error(id=stuck.message.id, code=errors.CANCELLED,
-                                         message="the daemon is shutting down"))
+        if stuck is not None and stuck.key not in self._told_stopping:
+            self._send(stuck.peer, Error(id=stuck.message.id, code=errors.STOPPING,
+                                         message=STOPPING_MESSAGE))
         log.info("stopped serving on %s", self.endpoint)
         self.close()
 

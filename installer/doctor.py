@@ -154,7 +154,25 @@ def _editor(editor: EditorInstall) -> list[Check]:
             checks.append(Check(name, FAIL, f"not enabled in {editor.kritarc}",
                                 f"portrait-style install-plugin krita --profile {editor.profile}"))
     checks.append(_editor_python(name, editor, host.package_dir(editor.profile), manifest))
+    if editor.app_id:
+        checks.append(_flatpak_access(name, editor.app_id))
     return checks
+
+
+def _flatpak_access(name: str, app: str) -> Check:
+    """A Flatpak editor reaches the daemon only through the exposed socket folder."""
+    from ..sandbox import SERVICE_NAME, override_command
+    from .flatpak_access import flatpak_override_granted, service_unit_path
+
+    if not flatpak_override_granted(app):
+        return Check(name, FAIL, f"the Flatpak {app} may not see the daemon's socket folder",
+                     override_command(app))
+    if not service_unit_path().exists():
+        return Check(name, WARN, f"the Flatpak {app} cannot start the daemon, and no "
+                     f"{SERVICE_NAME} runs it on the host",
+                     "re-run the installer (it adds the unit), or 'portrait-style serve'")
+    return Check(name, OK, f"the Flatpak {app} may see the daemon's socket folder; "
+                 f"{SERVICE_NAME} runs the daemon on the host")
 
 
 def _editor_python(name: str, editor: EditorInstall, package: Path,

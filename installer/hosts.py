@@ -152,8 +152,9 @@ def installed_gimp_folders(root: Path) -> list[str]:
                           if p.is_dir() and re.fullmatch(r"3\.\d+", p.name))
 
 
-def gimp_profiles(versions: Iterable[str], root: Path | None = None) -> list[tuple[str, Path]]:
-    """(version, user folder) for each GIMP version, and for each folder already under ``root``.
+def gimp_profiles(versions: Iterable[str], root: Path | None = None, *,
+                  existing: bool = True) -> list[tuple[str, Path]]:
+    """(version, user folder) for each GIMP version (and each folder already under ``root``).
 
     ``$GIMP3_DIRECTORY`` replaces them all, as in GIMP.
     """
@@ -161,7 +162,7 @@ def gimp_profiles(versions: Iterable[str], root: Path | None = None) -> list[tup
     if override is not None:
         return [(next(iter(_sort_versions(versions)), ""), override)]
     root = root or gimp_config_root()
-    every = _sort_versions([*versions, *installed_gimp_folders(root)])
+    every = _sort_versions([*versions, *(installed_gimp_folders(root) if existing else [])])
     return [(v, root / v) for v in every]
 
 
@@ -372,8 +373,11 @@ def _native_gimp() -> list[EditorInstall]:
     if not versions and not has_lib:
         return []
     python = editor_python("gimp") or "/usr/bin/python3"
+    # the versions installed read only their own folders; others' folders count as "profile"
+    chosen = gimp_profiles(versions, existing=False) if versions else gimp_profiles(
+        FALLBACK_GIMP_VERSIONS)
     return [EditorInstall("gimp", "native", profile, python, version=version)
-            for version, profile in gimp_profiles(versions or FALLBACK_GIMP_VERSIONS)]
+            for version, profile in chosen]
 
 
 def _flatpak_gimp() -> list[EditorInstall]:
@@ -383,13 +387,14 @@ def _flatpak_gimp() -> list[EditorInstall]:
         return []
     versions = gimp_versions([r / "bin" for r in deployed.roots()], runnable=False) \
         if deployed else []
+    known = bool(versions)
     versions = versions or installed_gimp_folders(sandbox_root) or list(FALLBACK_GIMP_VERSIONS)
     python = (_flatpak_run_python(GIMP_FLATPAK)
               or (editor_python("gimp", deployed) if deployed else None) or GIMP_FLATPAK_PYTHON)
     found = []
     # 3.0 reads the sandbox's folder, 3.2 the host's (NOTES-hosts): fill both
     for root in (sandbox_root, gimp_config_root()):
-        for version, profile in gimp_profiles(versions, root):
+        for version, profile in gimp_profiles(versions, root, existing=not known):
             found.append(EditorInstall("gimp", "flatpak", profile, python, app_id=GIMP_FLATPAK,
                                        version=version))
     return found

@@ -6,7 +6,7 @@ What it does, in order (``--dry-run`` lists exactly these steps):
    (``~/.local/share/portrait-style/venv``);
 2. PyTorch into it — the CUDA build where an NVIDIA GPU is present (about
    5 GB installed), otherwise the CPU-only build from PyTorch's CPU wheel index
-   (about 200 MB download), falling back to the default build when that index
+   (about 190 MB download), falling back to the default build when that index
    cannot be reached (``--torch SPEC`` / ``--torch-index URL`` or
    ``$PORTRAIT_STYLE_TORCH`` override it). pip shows its own progress and sizes;
 3. portrait-style itself, from this folder;
@@ -62,20 +62,26 @@ if __package__ in (None, ""):
     _bootstrap()
 
 from portrait_style import paths  # noqa: E402
-from portrait_style.config import CONFIG_NAME, config_path  # noqa: E402
+from portrait_style.config import config_path  # noqa: E402
+from portrait_style.installer.flatpak_access import (  # noqa: E402
+    app_config_copy,
+    flatpak_override_granted,
+    grant_override,
+    remove_override,
+    service_unit_path,
+)
 from portrait_style.installer.hosts import EditorInstall, find_editors  # noqa: E402
 from portrait_style.sandbox import SERVICE_NAME, override_command  # noqa: E402
 
 MANIFEST_NAME = "install.json"
 DEFAULT_TORCH = "torch torchvision"
-#: PyTorch's CPU-only wheels (~200 MB instead of ~5 GB of CUDA libraries)
+#: PyTorch's CPU-only wheels (~190 MB instead of ~5 GB with the CUDA libraries)
 CPU_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
 CPU_INDEX_ENV = "PORTRAIT_STYLE_TORCH_CPU_INDEX"
 #: what the set-up downloads, for the messages (measured: see README)
-SIZES = {"cuda": "about 3 GB to download, 5 GB installed",
-         "cpu": "about 200 MB to download, 1 GB installed"}
-#: the Flatpak sandbox permission that shows the daemon's socket folder to an app
-XDG_RUN_FILESYSTEM = f"xdg-run/{paths.APP_NAME}"
+SIZES = {"cuda": "several GB to download, about 5 GB installed",
+         "cpu": "about 190 MB to download, 700 MB installed"}
+
 
 
 @dataclass
@@ -96,6 +102,7 @@ class Manifest:
     service: str | None = None
     flatpak_configs: list[str] = field(default_factory=list)
     flatpak_overrides: list[str] = field(default_factory=list)
+    service_dirs: list[str] = field(default_factory=list)
     created_dirs: list[str] = field(default_factory=list)
 
     @classmethod
@@ -118,7 +125,10 @@ def _say(text: str) -> None:
 
 def _run(argv: list[str]) -> None:
     _say("$ " + " ".join(argv))
-    done = subprocess.run(argv)
+    # pip's cache (downloads, built wheels) in our own data folder: a repair reuses it,
+    # --uninstall takes it away with the rest, nothing lands in ~/.cache
+    env = {"PIP_CACHE_DIR": str(paths.data_dir() / "pip-cache"), **os.environ}
+    done = subprocess.run(argv, env=env)
     if done.returncode != 0:
         raise SystemExit(f"portrait-style install: failed ({done.returncode}): {' '.join(argv)}")
 
@@ -228,20 +238,23 @@ def plan_install(args: argparse.Namespace) -> tuple[list[Step], Manifest]:
                           "gimp|krita' after installing one", lambda: None))
     apps = sorted({e.app_id for e in editors if e.app_id})
     for app in apps:
-        copy = _flatpak_config(app)
+        copy = app_config_copy(app)
         steps.append(Step(f"let the Flatpak {app} reach the daemon: copy the config file to "
                           f"{copy}; {override_command(app)}", _flatpak_step(app, copy)))
         if str(copy) not in manifest.flatpak_configs and not copy.exists():
             manifest.flatpak_configs.append(str(copy))
-        if app not in manifest.flatpak_overrides and not _has_override(app):
+        if app not in manifest.flatpak_overrides and not flatpak_override_granted(app):
             manifest.flatpak_overrides.append(app)
     if apps and not args.service:
         _say(f"a Flatpak editor ({', '.join(apps)}) cannot start the daemon from its sandbox: "
              "adding the systemd user unit that runs it on the host")
         args.service = True
     if args.service:
-        unit = _service_path()
+        unit = service_unit_path()
         manifest.service = str(unit)
+        for folder in (unit.parent, unit.parent.parent):
+            if not folder.exists() and str(folder) not in manifest.service_dirs:
+                manifest.service_dirs.append(str(folder))
         steps.append(Step(f"add the systemd user unit {unit} and start it",
                           lambda: _install_service(unit)))
     return steps, manifest
@@ -270,79 +283,13 @@ def _plugin_step(editor: EditorInstall) -> Callable[[], None]:
     return install
 
 
-def _flatpak_config(app: str) -> Path:
-    """The config file as the plug-in in Flatpak ``app`` looks for it (its XDG_CONFIG_HOME)."""
-    return Path.home() / ".var" / "app" / app / "config" / paths.APP_NAME / CONFIG_NAME
-
-
-def _overrides_file(app: str) -> Path:
-    base = os.environ.get("FLATPAK_USER_DIR") or str(Path.home() / ".local" / "share" /
-                                                      "flatpak")
-    return Path(base) / "overrides" / app
-
-
-def _override_entries(app: str) -> tuple[list[str], int | None, list[str]]:
-    """(lines of the app's overrides file, index of its filesystems= line, its entries)."""
-    try:
-        lines = _overrides_file(app).read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return [], None, []
-    for index, line in enumerate(lines):
-        if line.startswith("filesystems="):
-            return lines, index, [e for e in line.split("=", 1)[1].split(";") if e]
-    return lines, None, []
-
-
-def _has_override(app: str) -> bool:
-    return XDG_RUN_FILESYSTEM in _override_entries(app)[2]
-
-
 def _flatpak_step(app: str, copy: Path) -> Callable[[], None]:
     def run() -> None:
         copy.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(config_path(), copy)
         _say(f"wrote {copy}")
-        flatpak = shutil.which("flatpak")
-        if flatpak is not None:
-            _run([flatpak, "override", "--user", f"--filesystem={XDG_RUN_FILESYSTEM}", app])
-        elif not _has_override(app):
-            # the same keyfile entry flatpak writes (no flatpak command here: a copied home)
-            lines, index, entries = _override_entries(app)
-            value = "filesystems=" + ";".join([*entries, XDG_RUN_FILESYSTEM]) + ";"
-            if index is not None:
-                lines[index] = value
-            elif "[Context]" in lines:
-                lines.insert(lines.index("[Context]") + 1, value)
-            else:
-                lines += ["[Context]", value]
-            target = _overrides_file(app)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text("\n".join(lines) + "\n", encoding="utf-8")
-            _say(f"no flatpak command here: added {XDG_RUN_FILESYSTEM} to {target}")
+        grant_override(app, _run, _say)
     return run
-
-
-def _remove_override(app: str) -> None:
-    """Take back only the one filesystem entry the install added."""
-    lines, index, entries = _override_entries(app)
-    if index is None or XDG_RUN_FILESYSTEM not in entries:
-        return
-    rest = [e for e in entries if e != XDG_RUN_FILESYSTEM]
-    if rest:
-        lines[index] = "filesystems=" + ";".join(rest) + ";"
-    else:
-        del lines[index]
-    target = _overrides_file(app)
-    if [line for line in lines if line.strip() and line.strip() != "[Context]"]:
-        target.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    else:
-        target.unlink()
-    _say(f"removed {XDG_RUN_FILESYSTEM} from {target}")
-
-
-def _service_path() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "systemd" / "user" / SERVICE_NAME
 
 
 def _install_service(unit: Path) -> None:
@@ -382,7 +329,7 @@ def uninstall() -> int:
             if folder.is_dir() and not any(folder.iterdir()) and folder.name != "app":
                 folder.rmdir()
     for app in manifest.flatpak_overrides:
-        _remove_override(app)
+        remove_override(app, _say)
     if manifest.service:
         systemctl = shutil.which("systemctl")
         if systemctl:
@@ -390,6 +337,9 @@ def uninstall() -> int:
                            capture_output=True)
         Path(manifest.service).unlink(missing_ok=True)
         _say(f"removed {manifest.service}")
+        for folder in manifest.service_dirs:  # only when empty: other units may live there
+            if Path(folder).is_dir() and not any(Path(folder).iterdir()):
+                Path(folder).rmdir()
     if Path(python).exists():
         subprocess.run([_venv_bin("portrait-style"), "stop"], capture_output=True)
     shutil.rmtree(manifest.venv, ignore_errors=True)

@@ -43,8 +43,10 @@ CORE_MODULES: dict[str, tuple[str, ...]] = {
     "portrait_style.protocol": ("*",),  # the whole wire package is editor-safe by rule
     "portrait_style.plugin": ("__init__.py", "core.py", "pixels.py", "record.py", "document.py",
                               "job.py", "explain.py", "launcher.py", "contract.py", "wire.py",
-                              "stages.py", "image_header.py"),
+                              "stages.py", "image_header.py", "gallery.py", "preview.py"),
 }
+#: data folders of the root package the editors read too (the gallery's paintings and thumbnails)
+CORE_DATA: tuple[str, ...] = ("gallery",)
 #: the wire libraries' requirements for vendoring (pyzmq 26 has cp310–cp313 wheels)
 WIRE_REQUIREMENTS = ("pyzmq>=26,<28", "msgpack>=1.0")
 MANIFEST = "INSTALLED.json"
@@ -124,6 +126,10 @@ def vendor_core(dest: Path, written: list[str] | None = None, root: Path | None 
                 raise InstallError(f"the product is missing {package}/{name}: reinstall it")
             (folder / name).write_bytes(source.read_bytes())
             written.append(str((folder / name).relative_to(root)))
+    for data in CORE_DATA:  # inside the plug-in folder, so a sandboxed editor can read it
+        if not (resources.files("portrait_style") / data).is_dir():
+            raise InstallError(f"the product is missing portrait_style/{data}: reinstall it")
+        _copy_tree(resources.files("portrait_style") / data, dest / data, written, root)
 
 
 def probe_python(python: str) -> dict[str, Any] | None:
@@ -161,6 +167,7 @@ def download_wheels(version: str, machine: str, cache: Path,
     target = cache / f"{abi}-{machine}"
     target.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+           "--no-cache-dir",  # the wheels themselves are kept in ``cache``
            "--only-binary=:all:", "--no-deps", "--python-version", version,
            "--implementation", "cp", "-d", str(target)]
     for plat in _wheel_platforms(machine):
@@ -280,9 +287,10 @@ def install_plugin(host_name: str, profile: Path | None = None, python: str | No
     report = InstallReport(host=host.name, plugin_dir=target)
     report.python = _target_python(host, python)
     previous = read_manifest(target)
+    # every folder this install creates (a GIMP that never ran has no GIMP/3.N yet): deepest
+    # first; they are removed again only when empty
     report.created_dirs = previous.get("created_dirs") or [
-        str(d) for d in [target.parent, *target.parent.parents]
-        if d.is_relative_to(profile) and not d.exists()]
+        str(d) for d in [target.parent, *target.parent.parents] if not d.exists()]
     staging = Path(tempfile.mkdtemp(prefix=".portrait-style-", dir=_mkdir(target.parent)))
     try:
         _copy_tree(resources.files("portrait_style.plugin") / host.source /

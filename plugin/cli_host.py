@@ -39,6 +39,8 @@ from .core import (
     parse_params,
 )
 from .document import LayerInfo
+from .gallery import GALLERY_PREFIX, GalleryError, is_gallery_ref
+from .gallery import resolve as resolve_gallery
 from .image_header import MAX_STYLE_PIXELS
 from .imageio import ImageReadError, ImageWriteError, load_image, load_mask
 from .job import Connection, Job, JobEvent, JobState
@@ -62,12 +64,15 @@ EXIT_CODES: dict[int, str] = {
     EXIT_INTERNAL: "unexpected internal error (a bug: please report it)",
     EXIT_USAGE: "invalid arguments (including --param)",
     EXIT_INPUT: "an input file (content, style, mask) is missing or unreadable",
-    EXIT_UNREACHABLE: "no daemon answered, or one could not be started",
+    EXIT_UNREACHABLE: "no daemon answered or one could not be started, or it was stopped "
+                      "or crashed during the job",
     EXIT_DAEMON: "the daemon refused or failed the job",
     EXIT_OUTPUT: "an output file could not be written",
     EXIT_UNSAFE_FOLDER: "this user's private folder for the daemon's socket is a link, another "
                         "user's, or open to others (the message says how to fix it)",
     EXIT_CANCELLED: "cancelled with Ctrl-C (the job is cancelled on the daemon too)",
+    129: "stopped by SIGHUP (the terminal closed); no output file left half-written",
+    143: "stopped by SIGTERM; no output file left half-written",
 }
 
 ENGINES = ("auto", "magenta", "sanet", "noop")
@@ -94,7 +99,12 @@ def _samples() -> dict[str, Path]:
 
 
 def resolve_input(text: str) -> Path:
-    """A path, or ``sample:NAME`` for the bundled public-domain samples."""
+    """A path, ``sample:NAME`` (bundled samples) or ``gallery:NAME`` (the gallery)."""
+    if is_gallery_ref(text):
+        try:
+            return resolve_gallery(text)
+        except GalleryError as exc:
+            raise CliError(str(exc), EXIT_USAGE) from exc
     if text.startswith(SAMPLE_PREFIX):
         name = text[len(SAMPLE_PREFIX):]
         samples = _samples()
@@ -147,6 +157,20 @@ class FileDocument:
         return self.out_dir
 
 
+    def add_preview(self, plan: LayerPlan) -> Path:
+        """``--preview N``: the preview's composite as composite.png (nothing else)."""
+        import time
+
+        from .imageio import save_png
+
+        if plan.composite is None:
+            raise ImageWriteError("the daemon's preview holds no composite")
+        started = time.perf_counter()
+        self.written = [save_png(self.out_dir / "composite.png", plan.composite.to_array())]
+        self.timings["write_s"] = time.perf_counter() - started
+        return self.out_dir
+
+
 def output_names() -> tuple[str, ...]:
     return ("background.png", "portrait.png", "mask.png", "composite.png", "layers.ora")
 
@@ -160,9 +184,20 @@ def _check_out_dir(out_dir: Path) -> None:
     if existing is not None and not existing.is_dir():
         raise CliError(f"--out {str(out_dir)!r} is inside {str(existing)!r}, which is a file",
                        EXIT_OUTPUT)
+    if existing is not None and _read_only_file_system(existing):
+        raise CliError(f"--out {str(out_dir)!r}: {str(existing)!r} is on a read-only file "
+                       "system; choose a folder on a writable disk", EXIT_OUTPUT)
     if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
         raise CliError(f"--out {str(out_dir)!r}: no permission to write in {str(existing)!r}",
                        EXIT_OUTPUT)
+
+
+def _read_only_file_system(folder: Path) -> bool:
+    """Whether ``folder`` is on a file system mounted read-only (not a permission matter)."""
+    try:
+        return bool(os.statvfs(folder).f_flag & getattr(os, "ST_RDONLY", 0))
+    except (OSError, AttributeError):
+        return False
 
 
 def _check_outputs_spare(content: Path, out_dir: Path) -> None:
@@ -204,7 +239,9 @@ def _epilog() -> str:
         "($PORTRAIT_STYLE_HOME/state/logs when that is set).\n"
         f"CONTENT and STYLE may be '{SAMPLE_PREFIX}astronaut' and "
         f"'{SAMPLE_PREFIX}starry_night',\n"
-        "the bundled public-domain samples.\n"
+        "the bundled public-domain samples; STYLE may be "
+        f"'{GALLERY_PREFIX}NAME', a painting of the\n"
+        "bundled gallery ('portrait-style styles' lists them).\n"
         f"For a daemon that requires a token, set ${TOKEN_ENV}.\n\n"
         "region knobs for --param REGION.KNOB=VALUE (REGION: background or portrait):\n"
         f"{knob_lines}\n"
@@ -227,7 +264,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                     "CONTENT is never modified.",
         epilog=_epilog(), formatter_class=_HelpFormatter)
     p.add_argument("content", metavar="CONTENT", help="the photo (any format Pillow reads)")
-    p.add_argument("--style", required=True, metavar="STYLE", help="the painting")
+    p.add_argument("--style", required=True, metavar="STYLE",
+                   help=f"the painting: a file, or {GALLERY_PREFIX}NAME from the bundled "
+                        "gallery ('portrait-style styles' lists them)")
     p.add_argument("--out", required=True, type=Path, metavar="DIR",
                    help="folder for the results (created if missing)")
     p.add_argument("--connect", metavar="ENDPOINT",
@@ -266,6 +305,23 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
+class _Stopped(BaseException):
+    """SIGTERM or SIGHUP arrived: unwind (every ``finally`` removes its temporary files).
+
+    A ``BaseException`` like ``KeyboardInterrupt``, so no ``except Exception`` on
+    the way (the job's own) mistakes it for a failure of the job.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+#: signals that stop the command like Ctrl-C twice: at once, leaving no partial file
+_STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP")
+                      if hasattr(signal, name))
+
+
 def _add_knob_flags(p: argparse.ArgumentParser) -> None:
     """A flag per knob-table control (``--portrait-strength F``, ``--preserve-color``…)."""
     for control in knobs.controls(advanced=False):
@@ -286,24 +342,33 @@ def _knob_flags(args: argparse.Namespace) -> dict[str, Any]:
 
 
 @contextmanager
-def _sigint_cancels(cancel: threading.Event, progress: ProgressBar | None) -> Iterator[None]:
-    """First Ctrl-C asks the daemon to cancel; a second one interrupts at once."""
+def _signals_handled(cancel: threading.Event, writing: threading.Event,
+                     progress: ProgressBar | None) -> Iterator[None]:
+    """First Ctrl-C asks the daemon to cancel; a second one, or one while the files are
+    written, interrupts at once; SIGTERM and SIGHUP interrupt at once. Interrupting
+    unwinds through ``write_outputs``, which removes its temporary files."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
-    def handler(signum: int, frame: Any) -> None:
-        if cancel.is_set():
+    def on_sigint(signum: int, frame: Any) -> None:
+        if cancel.is_set() or writing.is_set():
             raise KeyboardInterrupt
         cancel.set()
         if progress is not None:
             progress.message("portrait-style: cancelling… (Ctrl-C again to quit at once)")
 
-    previous = signal.signal(signal.SIGINT, handler)
+    def on_stop(signum: int, frame: Any) -> None:
+        raise _Stopped(signum)
+
+    previous = {signal.SIGINT: signal.signal(signal.SIGINT, on_sigint)}
+    for signum in _STOP_SIGNALS:
+        previous[signum] = signal.signal(signum, on_stop)
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 @dataclass
@@ -370,13 +435,13 @@ def _connection(args: argparse.Namespace) -> Connection:
 
 
 def _exit_code(exc: BaseException | None) -> int:
-    from ..protocol.errors import DaemonError, DaemonUnreachable, ProtocolError
+    from ..protocol.errors import DaemonError, DaemonStopped, DaemonUnreachable, ProtocolError
     from .core import PlanError
     from .launcher import DaemonStartError
 
     if isinstance(exc, paths.UnsafeFolderError):
         return EXIT_UNSAFE_FOLDER
-    if isinstance(exc, DaemonUnreachable | DaemonStartError):
+    if isinstance(exc, DaemonUnreachable | DaemonStartError | DaemonStopped):
         return EXIT_UNREACHABLE
     if isinstance(exc, DaemonError | ProtocolError | PlanError):
         return EXIT_DAEMON
@@ -388,7 +453,7 @@ def _exit_code(exc: BaseException | None) -> int:
 
 
 def _run(args: argparse.Namespace, progress: ProgressBar | None,
-         cancel: threading.Event) -> int:
+         cancel: threading.Event, writing: threading.Event) -> int:
     inputs = _load_inputs(args)  # file errors need no daemon
     connection = _connection(args)
     params = inputs.options.params()
@@ -432,8 +497,12 @@ def _run(args: argparse.Namespace, progress: ProgressBar | None,
               f"another installation ({theirs}); 'portrait-style stop' replaces it with this "
               "one's", file=sys.stderr)
     document = FileDocument(inputs.content_path, inputs.content, args.out)
+    writing.set()  # from here Ctrl-C stops at once: there is no job left to cancel
     try:
-        document.add_result_group(job.plan, inputs.content_path)
+        if args.preview:
+            document.add_preview(job.plan)
+        else:
+            document.add_result_group(job.plan, inputs.content_path)
     except ImageWriteError as exc:
         raise CliError(str(exc), EXIT_OUTPUT) from exc
     if progress is not None:
@@ -472,11 +541,11 @@ def _report(job: Job, document: FileDocument, connection: Connection) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run ``stylize``; every failure is one ``portrait-style: error:`` line + exit code."""
-    cancel = threading.Event()
+    cancel, writing = threading.Event(), threading.Event()
     progress = None if args.quiet else ProgressBar(sys.stderr)
     try:
-        with _sigint_cancels(cancel, progress):
-            return _run(args, progress, cancel)
+        with _signals_handled(cancel, writing, progress):
+            return _run(args, progress, cancel, writing)
     except CliError as exc:
         if progress is not None:
             progress.close()
@@ -491,6 +560,13 @@ def main(args: argparse.Namespace) -> int:
             progress.close()
         print("portrait-style: cancelled", file=sys.stderr)
         return EXIT_CANCELLED
+    except _Stopped as stopped:
+        if progress is not None:
+            progress.close()
+        name = signal.Signals(stopped.signum).name
+        print(f"portrait-style: stopped by {name}; no output file was written or left "
+              "half-written", file=sys.stderr)
+        return 128 + stopped.signum
     except paths.UnsafeFolderError as exc:
         if progress is not None:
             progress.close()

@@ -22,7 +22,7 @@ from ..protocol import knobs
 from ..protocol.constants import LAYER_NAMES
 from ..protocol.errors import WireError
 from ..protocol.messages import Pixels
-from ..protocol.request import JobParams
+from ..protocol.request import JobParams, preview_size
 from .pixels import alpha_of, with_alpha
 from .record import JobRecord
 
@@ -233,8 +233,13 @@ def _as_pixels(image: Any) -> Pixels:
     return image if isinstance(image, Pixels) else Pixels.coerce(image)
 
 
-def _fit(image: Any, what: str, size: tuple[int, int], alpha: Pixels | None) -> Pixels:
-    """Check a returned image's size and give it exactly the source's channels."""
+def _fit(image: Any, what: str, size: tuple[int, int], alpha: Pixels | None,
+         channels: int | None = None) -> Pixels:
+    """Check a returned image's size and give it exactly the source's channels.
+
+    channels: for a preview, the channels the daemon must have sent (it scaled
+    the source's alpha down itself); the image is then taken as it is.
+    """
     pixels = _as_pixels(image)
     width, height = size
     if pixels.channels not in (3, 4):
@@ -242,7 +247,12 @@ def _fit(image: Any, what: str, size: tuple[int, int], alpha: Pixels | None) -> 
                         "expected RGB or RGBA")
     if (pixels.width, pixels.height) != (width, height):
         raise PlanError(f"daemon returned {what} at {pixels.width}×{pixels.height}, "
-                        f"the layer is {width}×{height}")
+                        f"the {'preview' if channels else 'layer'} is {width}×{height}")
+    if channels is not None:
+        if pixels.channels != channels:
+            raise PlanError(f"daemon returned the {what} preview with {pixels.channels} "
+                            f"channel(s), the layer has {channels}")
+        return pixels
     return with_alpha(pixels, alpha)
 
 
@@ -255,26 +265,34 @@ def _fit_mask(image: Any, size: tuple[int, int]) -> Pixels:
 
 
 def plan_layers(reply: Any, source: SourceLayer, style_name: str, *,
-                whole_image: bool = False, record: JobRecord | None = None) -> LayerPlan:
+                whole_image: bool = False, record: JobRecord | None = None,
+                preview: int | None = None) -> LayerPlan:
     """Turn a daemon reply (``.layers``, ``.info``) into the layers a host creates.
 
     Every returned image must match the source's size. The source's alpha is
     put back on every image layer, so a cut-out layer stays cut out. Missing
     layers are allowed (a request may ask for a subset), but a reply must hold
     at least one of the requested layers.
+
+    preview: the reply is a preview with this long side (``JobParams.preview``):
+    its images must be ``preview_size`` and carry the source's channels (the
+    daemon scaled the alpha with them); ``LayerPlan.size`` is the preview's.
     """
     layers_in: Mapping[str, Any] = getattr(reply, "layers", None) or {}
     info = dict(getattr(reply, "info", None) or {})
-    size, alpha = source.size, source.alpha
+    size, alpha, channels = source.size, source.alpha, None
+    if preview is not None:
+        size, channels = preview_size(*source.size, preview), source.pixels.channels
     mask = _fit_mask(layers_in["mask"], size) if "mask" in layers_in else None
     planned: list[PlannedLayer] = []
     if "portrait" in layers_in:
         planned.append(PlannedLayer(PORTRAIT_LAYER, _fit(layers_in["portrait"], "portrait",
-                                                          size, alpha), mask=mask))
+                                                          size, alpha, channels), mask=mask))
     if "background" in layers_in:
         planned.append(PlannedLayer(BACKGROUND_LAYER, _fit(layers_in["background"],
-                                                            "background", size, alpha)))
-    composite = (_fit(layers_in["composite"], "composite", size, alpha)
+                                                            "background", size, alpha,
+                                                            channels)))
+    composite = (_fit(layers_in["composite"], "composite", size, alpha, channels)
                  if "composite" in layers_in else None)
     if not planned and composite is None and mask is None:
         raise PlanError("daemon reply holds none of the requested layers")

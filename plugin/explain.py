@@ -15,7 +15,7 @@ from ..protocol.endpoints import describe_endpoint
 from .core import OptionError, PlanError
 from .record import RecordError
 
-__all__ = ["explain", "CODE_SENTENCES"]
+__all__ = ["explain", "CANCELLED_SENTENCE", "CODE_SENTENCES"]
 
 #: the daemon's error codes (SPEC.md §6) in the artist's words
 CODE_SENTENCES: dict[str, str] = {
@@ -31,9 +31,12 @@ CODE_SENTENCES: dict[str, str] = {
     errors.BAD_FRAME: "The daemon could not read the plug-in's pixels (a bug, please report it)",
     errors.UNKNOWN_KIND: "The daemon does not know this request (update portrait-style)",
     errors.CANCELLED: "Cancelled",
+    errors.STOPPING: "The portrait-style daemon was stopped while it worked on this layer",
 }
 
 _MAX_DETAIL = 300
+#: the artist cancelled (hosts show it for a job that ended CANCELLED)
+CANCELLED_SENTENCE = "Cancelled; the image is unchanged."
 
 
 def _detail(text: str) -> str:
@@ -54,12 +57,19 @@ def explain(exc: BaseException, endpoint: str | None = None) -> str:
     where = describe_endpoint(endpoint) if endpoint else "the portrait-style daemon"
     if isinstance(exc, UnsafeFolderError):
         return _ended(str(exc)[0].upper() + str(exc)[1:])
+    if isinstance(exc, errors.Cancelled):
+        return CANCELLED_SENTENCE
+    if isinstance(exc, errors.DaemonStopped):
+        return ("The portrait-style daemon was stopped while it worked on this layer "
+                "('portrait-style stop', a shutdown, or another program ended it). Your image "
+                "is unchanged; try again to start a fresh one.")
     if isinstance(exc, errors.DaemonGone):
-        return ("The portrait-style daemon stopped while working on this layer (it crashed "
-                "or was stopped). Your image is unchanged; try again to start a fresh one.")
+        return ("The portrait-style daemon crashed: it stopped while working on this layer "
+                "without a word (killed, or out of memory; its log may say why). Your image "
+                "is unchanged; try again to start a fresh one.")
     if isinstance(exc, errors.DaemonTimeout):
-        return (f"{where[0].upper()}{where[1:]} stopped answering in the middle of the job. "
-                "Your image is unchanged; try again.")
+        return (f"{where[0].upper()}{where[1:]} stopped answering in the middle of the job "
+                "(no heartbeat: it crashed or hangs). Your image is unchanged; try again.")
     if isinstance(exc, errors.DaemonUnreachable):
         return (f"Could not reach {where}: {_ended(_detail(exc.message))} Check that it is "
                 "running (portrait-style status) or that the plug-in's endpoint setting is "

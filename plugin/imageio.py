@@ -11,13 +11,15 @@ failure becomes one ``ImageReadError`` whose message names the file.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
+import re
 import struct
-import tempfile
+import time
 import warnings
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -34,7 +36,7 @@ except ImportError:  # pragma: no cover - the standard library's zlib
 _MAX_LEVEL = 3 if _deflate is not zlib else 9
 
 __all__ = ["ImageReadError", "ImageWriteError", "PendingFile", "RowSource", "load_image",
-           "load_mask",
+           "load_mask", "remove_stale_temporaries",
            "encode_png", "write_png", "write_atomic", "save_png", "FAST_PNG_LEVEL"]
 
 #: deflate level for the layers we write: level 1 deflates a stylized 24 MP layer about
@@ -295,56 +297,171 @@ def _write_error(path: Path, exc: OSError) -> ImageWriteError:
     return ImageWriteError(f"cannot write {str(path)!r}: {reason}")
 
 
-class PendingFile:
-    """An output written under a hidden temporary name beside ``path``.
+#: hidden temporary names: ``.NAME.<pid>.<random>.tmp`` (the pid tells a stale one)
+_TMP_SUFFIX = ".tmp"
 
-    Why: a crash, Ctrl-C or full disk mid-write must never leave a half-written
-    file under the final name (a user reopening a truncated layers.ora would lose
-    work), and a set of outputs should appear all together or not at all: write
-    every ``PendingFile``, then ``commit`` them (renames do not need disk space),
-    or ``discard`` them all on the first error. OSErrors become
+
+class PendingFile:
+    """An output written where nobody sees it, then given its final name at once.
+
+    Why: a crash, a kill or a full disk mid-write must never leave a
+    half-written file under the final name (a user reopening a truncated
+    layers.ora would lose work), nor a hidden partial file beside it (hundreds
+    of MB per killed run, found by nobody). Where the file system allows it
+    (Linux ``O_TMPFILE``) the file is written with no name at all: whatever
+    kills the process, even SIGKILL, the kernel frees it. Elsewhere it gets a
+    hidden name carrying our pid, removed on error and on SIGTERM/SIGHUP/SIGINT
+    (the command line turns those into exceptions), and by the next run into
+    the same folder if we were killed outright (``remove_stale_temporaries``).
+    A set of outputs appears all together or not at all: write every
+    ``PendingFile``, then ``commit`` them (a link and a rename need no disk
+    space), or ``discard`` them all on the first error. OSErrors become
     ``ImageWriteError`` naming the final file.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        self._named: Path | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp",
-                                       dir=self.path.parent)
+            self._fd: int | None = _open_unnamed(self.path.parent)
+            if self._fd is None:
+                self._named = self.path.with_name(_tmp_name(self.path.name))
+                self._fd = os.open(self._named, os.O_RDWR | os.O_CREAT | os.O_EXCL
+                                   | getattr(os, "O_NOFOLLOW", 0), 0o600)
         except OSError as exc:
             raise _write_error(self.path, exc) from exc
-        self.tmp = Path(tmp)
-        self._fh: BinaryIO | None = os.fdopen(fd, "wb")
+        self._written = False
+
+    @property
+    def unnamed(self) -> bool:
+        """True when the file has no name in its folder until ``commit``."""
+        return self._named is None
+
+    @property
+    def tmp(self) -> Path:
+        """A path to read the written file back by (before ``commit``)."""
+        if self._named is not None:
+            return self._named
+        return Path(f"/proc/self/fd/{self._fd}")
 
     def write_with(self, writer: Callable[[BinaryIO], object]) -> PendingFile:
-        """Run ``writer(file)`` on the temporary file and close it (flushed)."""
-        assert self._fh is not None, "already written"
-        fh, self._fh = self._fh, None
+        """Run ``writer(file)`` on the temporary file and flush it."""
+        assert self._fd is not None and not self._written, "already written"
+        self._written = True
         try:
-            with fh:
+            with os.fdopen(os.dup(self._fd), "wb") as fh:
                 writer(fh)
         except OSError as exc:
             raise _write_error(self.path, exc) from exc
         return self
 
     def commit(self) -> Path:
-        """Give the file the usual mode and rename it to its final name."""
+        """Give the file the usual mode and, in one rename, its final name."""
+        assert self._fd is not None, "discarded"
         try:
-            os.chmod(self.tmp, 0o666 & ~_umask())  # mkstemp makes 0600
-            os.replace(self.tmp, self.path)
+            os.fchmod(self._fd, 0o666 & ~_umask())  # mkstemp and O_TMPFILE make 0600
+            if self._named is None:
+                # a name only for the instant between the link and the rename
+                named = self.path.with_name(_tmp_name(self.path.name))
+                _link_unnamed(self._fd, named)
+                self._named = named
+            os.replace(self._named, self.path)
+            self._named = None
         except OSError as exc:
             self.discard()
             raise _write_error(self.path, exc) from exc
+        os.close(self._fd)
+        self._fd = None
         return self.path
 
     def discard(self) -> None:
         """Remove the temporary file (idempotent; never raises)."""
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
-        with contextlib.suppress(OSError):
-            self.tmp.unlink(missing_ok=True)
+        if self._named is not None:
+            with contextlib.suppress(OSError):
+                self._named.unlink(missing_ok=True)
+            self._named = None
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+
+
+def _tmp_name(name: str) -> str:
+    """``.NAME.<pid>.<8 hex>.tmp``: hidden, ours, and unique in its folder."""
+    return f".{name}.{os.getpid()}.{os.urandom(4).hex()}{_TMP_SUFFIX}"
+
+
+def _link_unnamed(fd: int, target: Path) -> None:
+    """Give an ``O_TMPFILE`` file a name (``linkat`` through /proc, following the link)."""
+    proc = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        # a dir fd makes Python use linkat(AT_SYMLINK_FOLLOW); plain link() would try to
+        # link the /proc entry itself
+        os.link(str(fd), target, src_dir_fd=proc, follow_symlinks=True)
+    finally:
+        os.close(proc)
+
+
+def _open_unnamed(folder: Path) -> int | None:
+    """An ``O_TMPFILE`` file in ``folder``, or None where the system or file system lacks it."""
+    flag = getattr(os, "O_TMPFILE", 0)
+    if not flag or not os.path.isdir("/proc/self/fd"):
+        return None
+    try:
+        return os.open(folder, flag | os.O_RDWR, 0o600)
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT):
+            return None  # the file system cannot: a hidden name instead
+        raise
+
+
+def remove_stale_temporaries(folder: Path, names: Iterable[str]) -> list[Path]:
+    """Remove hidden temporaries of ``names`` left in ``folder`` by runs that were killed.
+
+    Only files whose pid (in the name) no longer runs on this machine are
+    removed, so a run writing into the same folder right now keeps its own;
+    unnamed temporaries never need this. Returns the files removed.
+    """
+    removed: list[Path] = []
+    for name in names:
+        tagged = re.compile(rf"\.{re.escape(name)}\.(\d+)\.[0-9a-f]{{8}}\.tmp")
+        untagged = re.compile(rf"\.{re.escape(name)}\.[a-z0-9_]{{8}}\.tmp")
+        for path in folder.glob(f".{name}.*{_TMP_SUFFIX}"):
+            match = tagged.fullmatch(path.name)
+            if match is not None:
+                if _pid_alive(int(match.group(1))):
+                    continue  # a run writing into this folder now
+            elif not untagged.fullmatch(path.name) or (
+                    time.time() - _mtime(path) < _UNTAGGED_GRACE_S):
+                continue  # an older version's temporary: only once it is surely abandoned
+            with contextlib.suppress(OSError):
+                path.unlink()
+                removed.append(path)
+    return removed
+
+
+#: temporaries without a pid (written by older versions) are removed after this long
+_UNTAGGED_GRACE_S = 3600.0
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return time.time()
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:

@@ -223,7 +223,8 @@ class Job:
         self.record.daemon_version = str(self.daemon.get("daemon_version", ""))
         self.record.device = str(self.daemon.get("device", ""))
         self.plan = plan_layers(reply, self.source, self.record.style_name,
-                                whole_image=self.params.whole_image, record=self.record)
+                                whole_image=self.params.whole_image, record=self.record,
+                                preview=self.params.preview)
         self.notices = notices(self.plan.info, self.source)
         move(JobState.DONE, stage="done", fraction=1.0,
              message="; ".join(self.notices))
@@ -347,6 +348,8 @@ def apply(document: Document, job: Job) -> Any:
     """
     if job.state is not JobState.DONE or job.plan is None:
         raise RuntimeError(f"the job is {job.state.value}, not done: nothing to apply")
+    if job.params.preview is not None:
+        raise RuntimeError("a preview is shown, not applied: run the job without preview")
     assert job.plan.record is not None
     if job.kind == "rerun":
         assert job.region is not None

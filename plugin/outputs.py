@@ -34,7 +34,7 @@ import numpy as np
 from PIL import Image
 
 from .core import BACKGROUND_LAYER, MASK_LAYER, PORTRAIT_LAYER
-from .imageio import PendingFile, encode_png, write_png
+from .imageio import PendingFile, encode_png, remove_stale_temporaries, write_png
 from .ora import THUMBNAIL_MAX, OraLayer, OraStack, assign_sources, stack_xml, write_container
 
 __all__ = ["ORA_NAME", "PNG_NAMES", "CutByMask", "write_outputs", "cut_by_mask",
@@ -44,6 +44,9 @@ __all__ = ["ORA_NAME", "PNG_NAMES", "CutByMask", "write_outputs", "cut_by_mask",
 PNG_NAMES = ("background", "portrait", "mask", "composite")
 ORA_NAME = "layers.ora"
 DEFAULT_GROUP_NAME = "Portrait style"
+#: every name a temporary file of ours may stand for in the output folder
+TEMPORARY_NAMES = (*(f"{name}.png" for name in PNG_NAMES), ORA_NAME,
+                   *(f"{ORA_NAME}.{part}.png" for part in ("portrait", "source", "merged")))
 #: rows per band of the composing / cutting loops (bounds their temporaries)
 _BAND_ROWS = 256
 
@@ -169,6 +172,8 @@ def write_outputs(out_dir: Path, layers: Mapping[str, np.ndarray], *, source_nam
     started = time.perf_counter()
     height, width = _check(layers, source)
     out_dir = Path(out_dir)
+    if out_dir.is_dir():  # what runs killed outright (SIGKILL, power) left behind
+        remove_stale_temporaries(out_dir, TEMPORARY_NAMES)
     images = dict(layers)
     with_ora = all(name in images for name in ("background", "portrait", "mask"))
     if with_ora and "composite" not in images:

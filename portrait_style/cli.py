@@ -19,6 +19,7 @@ from . import __version__
 SUBCOMMANDS: dict[str, str] = {
     "serve": ".daemon.server_cli",
     "stylize": ".plugin.cli_host",
+    "styles": ".styles_cli",
     "weights": ".weights.cli",
     "train": ".weights.train",
     "keys": ".keys_cli",

@@ -6,7 +6,9 @@ the daemon (the exact command of the installation that wrote it), which
 endpoint to use, and where the CurveZMQ keys are for a remote daemon. The
 developer set-up (``installer/setup-dev.sh``) and the installer write it with
 ``portrait-style config --init``; ``$PORTRAIT_STYLE_HOME`` moves it with
-everything else. Standard library only (copied into the plug-ins).
+everything else. Inside a Flatpak sandbox the app's own config folder is read
+first (the installer writes a copy there), then the host's (``sandbox.py``).
+Standard library only (copied into the plug-ins).
 """
 
 from __future__ import annotations

@@ -39,7 +39,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     allow.add_argument("file", type=Path, help="the client's public key (NAME.key)")
     allow.add_argument("--name", default=None, help="name to file it under (default: the "
                                                     "file's name)")
-    revoke = actions.add_parser("revoke", help="shut a client out (new connections)")
+    revoke = actions.add_parser("revoke", help="shut a client out: new connections at once, "
+                                               "open ones within a second")
     revoke.add_argument("who", help="its name (as in 'list') or its public key")
     trust = actions.add_parser("trust-server", help="install the daemon's public key for "
                                                     "this user's client")
@@ -117,7 +118,8 @@ def _revoke(args: argparse.Namespace, folders: Any) -> int:
         raise ValueError(f"no allowed client {args.who!r} (see 'portrait-style keys list')")
     for path in matches:
         path.unlink()
-        print(f"revoked {path.stem}")
+        print(f"revoked {path.stem}: a running daemon refuses it from now on, on connections "
+              "already open too (its jobs end with 'auth_failed')")
     return 0
 
 

@@ -138,7 +138,7 @@ def _private_folder(folder: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         return folder
     parent = folder.parent
-    parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    parent.mkdir(parents=True, exist_ok=True)
     parent_fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
     try:
         with contextlib.suppress(FileExistsError):

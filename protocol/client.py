@@ -13,7 +13,9 @@ Behaviour a host can rely on:
   works, so a slow job is fine) raises ``DaemonUnreachable`` (``DaemonTimeout``
   when the daemon had answered before). Once a job is sent, three missed
   heartbeats are enough; a daemon on this machine is also watched by its pid,
-  so one that dies mid-job is reported within a second (``DaemonGone``).
+  so one that dies mid-job is reported within a second (``DaemonGone``). A
+  daemon that is stopped (``portrait-style stop``, SIGTERM) says so first:
+  ``DaemonStopped``; the artist's own cancel is ``Cancelled``.
 - Images over the daemon's limits are refused before a byte is sent.
 - A style already sent to this daemon is referred to by its key only; if the
   daemon forgot it, the request is resent with the pixels automatically.
@@ -88,6 +90,9 @@ CANCEL_GRACE_S = 2.0
 CANCEL_POLL_S = 0.05
 #: a job's silence is an error after this many missed heartbeats
 MISSED_HEARTBEATS = 3
+#: when a local daemon's pid is gone, how long to wait for its last word (its
+#: "stopping" may still be on the way) before calling it a crash (ms granularity)
+LAST_WORD_S = 0.2
 
 
 #: zmq.POLLIN, also understood by BridgeSocket.poll
@@ -401,10 +406,14 @@ class DaemonClient:
                 self.cancel(request_id)
                 cancel_sent = True
                 deadline = min(deadline, time.monotonic() + CANCEL_GRACE_S)
-            if watch_pid is not None and not process_alive(watch_pid):
+            if (watch_pid is not None and not process_alive(watch_pid)
+                    and not self._socket.poll(int(LAST_WORD_S * 1000), _POLLIN)):
+                # gone, and nothing it sent is still on the way: it died without a word
+                # (a daemon that is stopped says so first: DaemonStopped)
                 self._reset()
                 raise DaemonGone(f"the daemon (pid {watch_pid}) stopped while working on "
-                                 "this job; the next try starts a fresh one")
+                                 "this job without a word (crashed or killed); the next try "
+                                 "starts a fresh one")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 self._reset()

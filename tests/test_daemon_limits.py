@@ -296,3 +296,26 @@ def test_launcher_asks_for_warnings_only(tmp_path):
     assert proc.wait(30) == 0
     argv = log_path.read_text().splitlines()[-1]
     assert "'--stderr-level', 'warning'" in argv
+
+
+def test_an_unfinished_multipart_message_costs_what_the_spec_says(tmp_path):
+    """SPEC.md §4 (issue 23 case 6): frames of a message that never ends are held at the
+    peer's pace — one frame each, no more — and all freed once the peer is gone."""
+    with running(tmp_path / "d", "--engine", "noop") as daemon:
+        pid = daemon.proc.pid
+        before = settled_rss(pid, 0.5)
+        peer = RawPeer(daemon.endpoint)
+        for _ in range(64):
+            peer.send_frame(b"\0" * (1 << 20), more=True)
+        time.sleep(0.5)
+        held = settled_rss(pid, 0.5) - before
+        peer.close()
+        deadline = time.monotonic() + 10
+        left = held
+        while time.monotonic() < deadline and left > 8 << 20:
+            time.sleep(0.5)
+            left = settled_rss(pid, 0.2) - before
+        print(f"64 unfinished 1 MiB frames: held {held / 2**20:.0f} MiB, "
+              f"{left / 2**20:.1f} MiB after the peer left")
+        assert held < 72 << 20, f"held {held / 2**20:.0f} MiB for 64 MiB of frames"
+        assert left < 8 << 20, f"{left / 2**20:.0f} MiB still held after the peer left"

@@ -1,8 +1,9 @@
 """The GIMP 3 plug-in, installed by ``portrait-style install-plugin gimp``, in REAL GIMP 3.
 
-``gimp-console-3.0`` (from the Debian 13 chroot of ``.ci/editors-chroot.sh``,
-which has no python3-zmq/msgpack: the installer's ``_wire`` must provide them)
-runs the batch scripts in ``tests/gimp_scripts/``; they call the installed
+Every GIMP test runs in GIMP 3.0 and in GIMP 3.2 (``[gimp-3.0]``, ``[gimp-3.2]``:
+the Debian 13 and Debian testing roots of ``.ci/editors-chroot.sh``, which have
+no python3-zmq/msgpack: the installer's ``_wire`` must provide them). GIMP's
+batch mode runs the batch scripts in ``tests/gimp_scripts/``; they call the installed
 procedures through the PDB, as any script would, against a real daemon on the
 host (magenta engine, embedded models) over loopback TCP. The scripts only
 report and dump pixels; every judgement is made here, against the daemon's own
@@ -161,31 +162,34 @@ class GimpHome:
     home: Path
     plugin_dir: Path
     install_output: str
+    env: editors.EditorEnv
 
     def batch(self, script: str, params: dict[str, Any], *, binds: list[Path],
               timeout: float = 300) -> tuple[dict[str, Any], subprocess.CompletedProcess[str]]:
         code = f"PARAMS = {json.dumps(params)}\n" + (SCRIPTS / script).read_text()
-        proc = editors.gimp_batch(code, home=self.home, timeout=timeout, binds=binds)
+        proc = editors.gimp_batch(code, home=self.home, timeout=timeout, binds=binds,
+                                  within=self.env)
         return editors.load_result(self.home, proc), proc
 
 
 @pytest.fixture(scope="module")
-def gimp(tmp_path_factory: pytest.TempPathFactory) -> GimpHome:
-    editors.require_editors()
-    home = tmp_path_factory.mktemp("gimp-home")
-    profile = home / ".config" / "GIMP" / "3.0"
-    # The chroot's GIMP runs Python 3.13 without pyzmq/msgpack: the install must bundle them.
+def gimp(gimp_env: editors.EditorEnv, tmp_path_factory: pytest.TempPathFactory) -> GimpHome:
+    """Once per GIMP version (the test id names it: ``[gimp-3.0]``, ``[gimp-3.2]``)."""
+    home = tmp_path_factory.mktemp(f"gimp-home-{gimp_env.gimp}")
+    # The folder this GIMP reads (GIMP/3.2 for 3.2: it reads nothing from GIMP/3.0), named
+    # explicitly so the plug-in lands there whichever folders the installer picks by itself.
+    profile = gimp_env.gimp_profile(home)
+    # The editors' GIMP runs its own Python without pyzmq/msgpack: the install must bundle them.
     done = subprocess.run([sys.executable, "-m", "portrait_style", "install-plugin", "gimp",
-                           "--profile", str(profile), "--python", "3.13"],
+                           "--profile", str(profile), "--python", gimp_env.python_version()],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     plugin_dir = profile / "plug-ins" / "portrait-style"
-    return GimpHome(home, plugin_dir, done.stdout)
+    return GimpHome(home, plugin_dir, done.stdout, gimp_env)
 
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    editors.require_editors()
     with running(tmp_path_factory.mktemp("gimp-daemon"), "--engine", "magenta",
                  "--device", "cpu") as daemon:
         yield daemon

@@ -46,21 +46,38 @@ def _painting(tmp_path: Path) -> Path:
     return path
 
 
+#: runs the CLI and writes its own peak RSS (VmHWM, kB) to argv[1] at exit. Measured from
+#: inside: a child's ru_maxrss also counts the pages of the (large) pytest process it was
+#: forked from, which would blame the CLI for the test run's own memory
+_MEASURED_CLI = """
+import atexit, runpy, sys
+out = sys.argv.pop(1)
+
+def _peak():
+    with open('/proc/self/status') as status:
+        for line in status:
+            if line.startswith('VmHWM:'):
+                with open(out, 'w') as sink:
+                    sink.write(line.split()[1])
+
+atexit.register(_peak)
+runpy.run_module('portrait_style', run_name='__main__', alter_sys=True)
+"""
+
+
 def _stylize(tmp_path: Path, content: Path, style: Path, *extra: str
              ) -> tuple[subprocess.CompletedProcess[str], int]:
     """Run the CLI (no daemon needed: files are checked first); (result, peak RSS bytes)."""
     env = {k: v for k, v in os.environ.items() if k != "PORTRAIT_STYLE_ENDPOINT"}
     env["PORTRAIT_STYLE_HOME"] = str(tmp_path / "home")
-    argv = [sys.executable, "-m", "portrait_style", "stylize", str(content), "--style",
-            str(style), "--out", str(tmp_path / "out"), "--connect", "tcp://127.0.0.1:9", "-q",
-            *extra]
-    with open(tmp_path / "stderr.txt", "w+") as err:
-        proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)  # reaped here, with its peak memory
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        err.seek(0)
-        stderr = err.read()
-    return subprocess.CompletedProcess(argv, proc.returncode, "", stderr), usage.ru_maxrss * 1024
+    peak_file = tmp_path / "peak_kb.txt"
+    peak_file.unlink(missing_ok=True)
+    argv = [sys.executable, "-c", _MEASURED_CLI, str(peak_file), "stylize", str(content),
+            "--style", str(style), "--out", str(tmp_path / "out"),
+            "--connect", "tcp://127.0.0.1:9", "-q", *extra]
+    res = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         text=True, timeout=300)
+    return res, int(peak_file.read_text()) * 1024
 
 
 def _one_error(res: subprocess.CompletedProcess[str]) -> str:

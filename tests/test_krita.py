@@ -1,4 +1,9 @@
-"""The Krita plug-in, installed by ``portrait-style install-plugin krita``, in real Krita 5.2.
+"""The Krita plug-in, installed by ``portrait-style install-plugin krita``, in real Krita.
+
+Every test that takes the ``root`` fixture runs in Krita 5.2 and in Krita 5.3
+(``[krita-5.2]``, ``[krita-5.3]``: the Debian 13 and Debian testing roots of
+``.ci/editors-chroot.sh``); Debian 12's own Krita 5.1 runs the headless suite
+on the host (``test_host_krita_51_…``).
 
 Headless: one kritarunner session (tests/krita_scripts/headless_suite.py)
 runs every scenario against a real daemon (magenta engine) on the bundled
@@ -36,11 +41,7 @@ PACKAGE = "portrait_style_krita"
 
 def editor_python(root: Path) -> str:
     """The X.Y of the Python Krita embeds in the editors' root (what _wire must match)."""
-    proc = editors.run_in_editors(
-        ["python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-        env={}, binds=[], timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout.strip().splitlines()[-1]
+    return editors.environment_at(root).python_version()
 
 
 def install(profile: Path, python: str) -> subprocess.CompletedProcess[str]:
@@ -60,8 +61,9 @@ def write_endpoint_config(home: Path, endpoint: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def root() -> Path:
-    return editors.require_editors()
+def root(krita_env: editors.EditorEnv) -> Path:
+    """The root of the Krita under test, once per version (``[krita-5.2]``, ``[krita-5.3]``)."""
+    return krita_env.require()
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +87,8 @@ def daemon(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="module")
-def suite(profile: Path, daemon: Any, tmp_path_factory: pytest.TempPathFactory
-          ) -> tuple[dict[str, Any], Path]:
+def suite(krita_env: editors.EditorEnv, profile: Path, daemon: Any,
+          tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
     """Run every headless scenario in one Krita session; (results, folder of dumps)."""
     home = tmp_path_factory.mktemp("krita-home")
     out = home / "out"
@@ -97,7 +99,7 @@ def suite(profile: Path, daemon: Any, tmp_path_factory: pytest.TempPathFactory
            "PYTHONPATH": f"{profile / 'krita' / 'pykrita'}:{SCRIPTS}"}
     started = time.monotonic()
     proc = editors.krita_run(SCRIPTS, "headless_suite", "main", home=home, timeout=600,
-                             env=env, binds=[profile, SAMPLES])
+                             env=env, binds=[profile, SAMPLES], within=krita_env)
     results = editors.load_result(home, proc)
     print(f"headless suite in Krita {results.get('krita')}: {time.monotonic() - started:.1f} s")
     return results, out
@@ -111,8 +113,9 @@ def scenario(suite: tuple[dict[str, Any], Path], name: str) -> dict[str, Any]:
     return res
 
 
-def test_runs_in_krita_52(suite: tuple[dict[str, Any], Path]) -> None:
-    assert suite[0]["krita"].startswith("5.2"), suite[0]["krita"]
+def test_runs_in_the_krita_of_the_test_id(krita_env: editors.EditorEnv,
+                                          suite: tuple[dict[str, Any], Path]) -> None:
+    assert suite[0]["krita"].startswith(f"{krita_env.krita}."), suite[0]["krita"]
 
 
 def test_contract_checks_pass_in_krita(suite: tuple[dict[str, Any], Path]) -> None:
@@ -179,9 +182,9 @@ def test_mask_is_the_daemons_mask_and_portrait_is_uncut(
 SEEN_LEVELS = 1.0
 
 
-def daemon_composite(daemon: Any, out: Path, w: int, h: int,
+def daemon_composite(daemon: Any, photo: Path, w: int, h: int,
                      mask: bytes | None = None) -> Any:
-    """The daemon's own composite for the suite's photo (R,G,B,A array), asked directly.
+    """The daemon's own composite for ``photo`` (a B,G,R,A dump; R,G,B,A array), asked directly.
 
     ``mask``: the artist's edited mask, sent as a re-run sends it.
     """
@@ -192,7 +195,7 @@ def daemon_composite(daemon: Any, out: Path, w: int, h: int,
     from portrait_style.protocol.messages import Pixels
     from portrait_style.protocol.request import JobParams
 
-    source = Pixels.from_buffer(_rgba((out / "main_source.bgra").read_bytes()), (h, w, 4))
+    source = Pixels.from_buffer(_rgba(photo.read_bytes()), (h, w, 4))
     style_image = Image.open(STYLE).convert("RGB")
     style = Pixels.from_buffer(style_image.tobytes(), (style_image.height,
                                                        style_image.width, 3))
@@ -224,8 +227,9 @@ def test_canvas_shows_the_daemons_composite(suite: tuple[dict[str, Any], Path],
     res = scenario(suite, "main")
     out = suite[1]
     w, h = res["size"]
-    applied = daemon_composite(daemon, out, w, h)
-    edited = daemon_composite(daemon, out, w, h, (out / "rerun_mask.gray").read_bytes())
+    applied = daemon_composite(daemon, out / "main_source.bgra", w, h)
+    edited = daemon_composite(daemon, out / "main_source.bgra", w, h,
+                              (out / "rerun_mask.gray").read_bytes())
     photo = _rgba((out / "main_source.bgra").read_bytes())
     photo_rgb = np.frombuffer(photo, np.uint8).reshape(h, w, 4)
     seen = {"apply": seen_levels((out / "main_shown_apply.bgra").read_bytes(), applied),
@@ -294,8 +298,8 @@ def test_moved_smaller_layer_keeps_bounds_and_alpha(suite: tuple[dict[str, Any],
     assert res["source_unchanged"]
     assert res["view"]["diff"] <= SEEN_LEVELS and res["view"]["outside_same"], res["view"]
     assert res["view"]["vs_photo"] > 10 * SEEN_LEVELS, res["view"]
-    assert res["params"]["regions"] == {"background": {"strength": 0.8},
-                                        "portrait": {"strength": 0.5}}
+    assert {region: knobs["strength"] for region, knobs in res["params"]["regions"].items()} \
+        == {"background": 0.8, "portrait": 0.5}
 
 
 def test_16bit_document_converted_with_notice(suite: tuple[dict[str, Any], Path]) -> None:
@@ -347,6 +351,44 @@ def test_cancel_leaves_the_document_unchanged(suite: tuple[dict[str, Any], Path]
     assert res["final_state"] == "cancelled"
     assert "running" in res["states"] and "done" not in res["states"], res["states"]
     assert res["layers_added"] == 0 and res["view_unchanged"]
+
+
+def test_damaged_painting_refused_in_words(suite: tuple[dict[str, Any], Path]) -> None:
+    """A painting that decodes only partly: the scripting API refuses it, naming the file;
+    nothing is added and the canvas still shows the photo (the docker: the GUI test)."""
+    res = scenario(suite, "damaged_style")
+    for name in ("cut_painting.jpg", "corrupt_painting.png"):
+        entry = res[name]
+        assert entry["error_type"] == "PortraitStyleError", entry
+        assert name in entry["error"] and "damaged" in entry["error"], entry["error"]
+        assert "Traceback" not in entry["error"]
+        assert entry["layers_added"] == 0 and entry["view_unchanged"], entry
+    assert "30,000 bytes" in res["cut_painting.jpg"]["error"]
+    assert res["whole_painting.png"]["error"] is None, res["whole_painting.png"]
+
+
+def test_apply_inside_a_result_group_restyles_its_photo(
+        suite: tuple[dict[str, Any], Path]) -> None:
+    """The core's one rule, in Krita: a layer inside a result group stands for the group's
+    photo; the new group lands directly above the earlier one, visible, shown on the canvas;
+    with the photo gone, refused in words and nothing changes."""
+    res = scenario(suite, "inside_group")
+    assert res["made_from_photo"], "restyled the photo, not the styled layer"
+    assert res["second_above_first"] and res["second_visible"], res["top_level"]
+    assert res["nested"] == ["paintlayer", "paintlayer"], "no group nested in the group"
+    assert [t for _, t in res["top_level"]].count("grouplayer") == 2, res["top_level"]
+    assert res["view"]["diff"] <= SEEN_LEVELS < res["view"]["vs_photo"], res["view"]
+    assert res["orphan_error_type"] == "PortraitStyleError", res
+    assert "Photo" in res["orphan_error"] and "gone" in res["orphan_error"], res["orphan_error"]
+    assert res["orphan_layers_added"] == 0 and res["orphan_view_unchanged"]
+
+
+def test_daemon_line_tells_a_dead_daemon_within_seconds(
+        suite: tuple[dict[str, Any], Path]) -> None:
+    res = scenario(suite, "status")
+    assert res["alive"].startswith("Daemon: ") and "magenta" in res["alive"], res["alive"]
+    assert "not running" in res["dead"] and "127.0.0.1:9" in res["dead"], res["dead"]
+    assert res["dead_seconds"] + res["every_s"] <= 5, "the docker asks every few seconds"
 
 
 def test_mask_from_selection_and_back(suite: tuple[dict[str, Any], Path]) -> None:
@@ -439,7 +481,8 @@ def test_host_krita_51_with_daemon_started_on_demand(tmp_path: Path) -> None:
                KRITA_SUITE_PHOTO=str(PHOTO), KRITA_SUITE_STYLE=str(STYLE),
                KRITA_SUITE_SIZE=str(SIZE), PATH="/usr/bin:/bin",
                # not "unreachable": with a daemon command configured it would start one
-               KRITA_SUITE_ONLY="contract,main,moved,u16,other_models,selection,cancel",
+               KRITA_SUITE_ONLY="contract,main,moved,u16,other_models,selection,cancel,"
+               "damaged_style,inside_group",
                PYTHONPATH=f"{profile / 'krita' / 'pykrita'}:{SCRIPTS}",
                PORTRAIT_STYLE_WEIGHTS_CACHE=os.environ["PORTRAIT_STYLE_WEIGHTS_CACHE"])
     (home / editors.RESULT_NAME).unlink(missing_ok=True)
@@ -470,11 +513,112 @@ def test_host_krita_51_with_daemon_started_on_demand(tmp_path: Path) -> None:
     assert scenario((results, out), "selection")["mask_from_selection"]
     assert scenario((results, out), "u16")["portrait_matches_8bit_result"]
     assert scenario((results, out), "cancel")["layers_added"] == 0
+    # what the artist sees, in 5.1 as in 5.2: every Apply and re-run shows on the canvas
+    views = {"apply": main["view_apply"], "rerun": main["rerun"]["view"],
+             "reopened": main["reopened"]["view_on_open"],
+             "reopened_rerun": main["reopened"]["view_after_rerun"],
+             "moved": scenario((results, out), "moved")["view"],
+             "u16": scenario((results, out), "u16")["view"],
+             "selection": scenario((results, out), "selection")["view_added"]}
+    for space, entry in scenario((results, out), "other_models").items():
+        if "/" in space:
+            views[space] = entry.get("view", {"diff": None, "error": entry.get("error")})
+    print("Krita 5.1, seen vs composed:", {k: v.get("diff") for k, v in views.items()})
+    for moment, view in views.items():
+        assert view["diff"] is not None and view["diff"] <= SEEN_LEVELS < view["vs_photo"], (
+            moment, view)
+    assert main["thumbnail_vs_view"] <= SEEN_LEVELS
+    assert scenario((results, out), "cancel")["view_unchanged"]
+    test_damaged_painting_refused_in_words((results, out))
+    test_apply_inside_a_result_group_restyles_its_photo((results, out))
+
+
+# ------------------------------------------------------------------- PyQt6 (Krita 6)
+
+#: a root with Debian's python3-pyqt6 (the forky root of .ci/editors-chroot.sh)
+PYQT6_ROOT_FILE = Path("/var/tmp/portrait-style-editors/ROOT.forky")
+
+
+def _pyqt6_root() -> Path | None:
+    value = os.environ.get("PORTRAIT_STYLE_PYQT6_ROOT", "").strip()
+    if not value and PYQT6_ROOT_FILE.is_file():
+        value = PYQT6_ROOT_FILE.read_text().strip()
+    root = Path(value) if value else None
+    if root is None or not any((root / "usr/lib/python3/dist-packages/PyQt6").glob("QtWidgets*")):
+        return None
+    return root
+
+
+def _run_in_root(root: Path, argv: list[str], env: dict[str, str], binds: list[Path],
+                 timeout: float) -> subprocess.CompletedProcess[str]:
+    """``argv`` in ``root`` the way tests/editors.py enters the editors' root (private
+    mount and PID namespace, binds at the same path), for a root other than the default."""
+    paths = editors._bind_paths(binds)
+    command = ["unshare", "--mount", "--pid", "--fork", "--kill-child", "--propagation",
+               "private", "--", "/bin/sh", "-c", editors._ENTER_CHROOT, "sh", str(root),
+               str(len(paths)), *paths, "/usr/bin/env", "-i",
+               *[f"{k}={v}" for k, v in editors._clean_env(env).items()], *argv]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                          check=False)
+
+
+def test_docker_under_pyqt6_as_in_krita_6(tmp_path: Path) -> None:
+    """Krita 6 embeds PyQt6 and refuses PyQt5: the plug-in's real docker, controller, event
+    loop and painting decoding run under Debian's PyQt6 (Python 3.14), offscreen.
+
+    Real: every module of the installed plug-in, PyQt6/Qt 6, the paintings. A stand-in:
+    only the ``krita`` module (no Krita 6 package exists) — see krita_scripts/pyqt6_docker.py.
+    """
+    from PIL import Image
+
+    root = _pyqt6_root()
+    if root is None or os.geteuid() != 0:
+        reason = ("no root with Debian's python3-pyqt6 (the forky root of "
+                  "`bash .ci/editors-chroot.sh`), or not root to enter it")
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set but {reason}", pytrace=False)
+        pytest.skip(reason)
+    probe = _run_in_root(root, ["python3", "-c", "import sys; print('%d.%d' % "
+                                "sys.version_info[:2])"], {}, [], 60)
+    assert probe.returncode == 0, probe.stderr
+    python = probe.stdout.strip().splitlines()[-1]
+    profile = tmp_path / "profile"
+    done = install(profile, python)
+    assert done.returncode == 0, done.stdout + done.stderr
+    home = tmp_path / "home"
+    env = editors.isolated_env(home)
+    env.update(QT_QPA_PLATFORM="offscreen", PYQT6_OUT=str(home), PYQT6_STYLE=str(STYLE),
+               PYTHONPATH=str(profile / "krita" / "pykrita"))
+    proc = _run_in_root(root, ["python3", str(SCRIPTS / "pyqt6_docker.py")], env,
+                        [home, profile, SCRIPTS, SAMPLES], 300)
+    res = editors.load_result(home, proc)
+    assert res["ok"], res.get("traceback")
+    print(f"PyQt6 {res['pyqt']} / Qt {res['qt']} / Python {res['python']}: docker built")
+    assert res["qt_major"] == 6, "qt.py must take its PyQt6 branch when PyQt5 is refused"
+    assert res["registered"] is False, "no Krita: nothing registered, nothing raised"
+    assert set(res["buttons"]) >= {"apply", "cancel", "choose_style", "rerun_portrait",
+                                   "rerun_background", "mask_from_selection",
+                                   "selection_from_mask"}
+    assert res["style_label"] == "Starry Night" and max(res["thumbnail"]) == 48
+    assert res["chooser_folder"] == str(STYLE.parent)
+    assert res["progress_text"] == "painting… 40 %"
+    assert res["message_area_fixed"] and res["message_wraps"] and res["apply_still"]
+    said = res["apply_without_document"]
+    assert [level for level, _ in said] == ["error"] and "open an image" in said[0][1].lower()
+    assert res["event_loop_turns"]
+    with Image.open(STYLE) as style:
+        assert res["style_shape"][:2] == [style.height, style.width]
+    for name in ("cut_painting.jpg", "corrupt_painting.png"):
+        assert res[name] and name in res[name] and "damaged" in res[name], res[name]
+    shot = home / "docker-pyqt6.png"
+    with Image.open(shot) as image:
+        assert image.width > 200 and image.height > 400, image.size
 
 
 # ------------------------------------------------------------------------------- GUI
 
 PROBE = SCRIPTS / "gui_probe"
+PROBE_SIZE = 512  # the photo's width in the GUI test's document
 SCREENSHOT = REPO / "docs" / "krita-docker.png"
 #: set to 1 to refresh the README's screenshot from this run
 UPDATE_SCREENSHOT_ENV = "PORTRAIT_STYLE_UPDATE_SCREENSHOT"
@@ -489,8 +633,15 @@ def _enable_in_kritarc(kritarc: Path, package: str) -> None:
 
 
 def _wait_for_probe(path: Path, krita: subprocess.Popen[bytes], log: Path,
-                    timeout: float) -> dict[str, Any]:
+                    timeout: float, display: str | None = None,
+                    shots: Path | None = None) -> dict[str, Any]:
+    """Until the probe is ready; meanwhile take each screenshot it asks for.
+
+    The probe names a shot in ``shot_request`` and waits for ``<name>.done``
+    beside its result file; the shot is saved as ``shots/<name>.png``.
+    """
     deadline = time.monotonic() + timeout
+    taken: set[str] = set()
     while time.monotonic() < deadline:
         assert krita.poll() is None, f"krita exited early:\n{log.read_text(errors='replace')}"
         try:
@@ -499,7 +650,14 @@ def _wait_for_probe(path: Path, krita: subprocess.Popen[bytes], log: Path,
             data = {}
         if data.get("phase") == "ready":
             return data
-        time.sleep(1)
+        name = data.get("shot_request")
+        if name and name not in taken and display is not None and shots is not None:
+            time.sleep(1.5)  # let the canvas and the layer panel repaint
+            editors.screenshot(display, shots / f"{name}.png")
+            (path.parent / f"{name}.done").touch()
+            taken.add(name)
+            continue
+        time.sleep(0.5)
     pytest.fail(f"the probe never got ready: {path.read_text() if path.exists() else ''}\n"
                 f"{log.read_text(errors='replace')[-3000:]}")
 
@@ -556,14 +714,15 @@ def test_gui_docker_actions_apply_and_rerun(root: Path, daemon: Any, tmp_path: P
     (kritarc.parent / "kritadisplayrc").write_text("[General]\nOpenGLRenderer=none\n")
     write_endpoint_config(home, daemon.endpoint)
     shot_done = home / "shot.done"
-    env.update(PROBE_PHOTO=str(PHOTO), PROBE_STYLE=str(STYLE), PROBE_SIZE="512",
+    env.update(PROBE_PHOTO=str(PHOTO), PROBE_STYLE=str(STYLE), PROBE_SIZE=str(PROBE_SIZE),
                PROBE_SHOT_DONE=str(shot_done))
     log = tmp_path / "krita.log"
     shot = tmp_path / "krita-docker.png"
     with editors.xvfb_session(log_dir=tmp_path, size="1440x900x24") as display:
         krita = _start_krita(env, display, [home, SAMPLES], log)
         try:
-            probe = _wait_for_probe(Path(env[editors.RESULT_ENV]), krita, log, timeout=300)
+            probe = _wait_for_probe(Path(env[editors.RESULT_ENV]), krita, log, timeout=300,
+                                    display=display, shots=tmp_path)
             time.sleep(1.5)  # let the canvas and the layer panel repaint
             editors.screenshot(display, shot)
             shot_done.touch()
@@ -582,7 +741,7 @@ def test_gui_docker_actions_apply_and_rerun(root: Path, daemon: Any, tmp_path: P
           f"ticks (idle baseline {probe.get('baseline_lateness_ms')} ms); "
           f"stages {probe.get('stages')}")
     assert "error" not in probe, probe.get("traceback")
-    assert probe["krita"].startswith("5.2")
+    assert probe["krita"].startswith(f"{editors.active().krita}.")
     assert all(probe["actions"].values()), probe["actions"]
     assert probe["docker_found"] and probe["docker_title"] == "Portrait Style"
     assert set(probe["buttons"]) >= {"apply", "cancel", "choose_style", "rerun_portrait",
@@ -593,6 +752,13 @@ def test_gui_docker_actions_apply_and_rerun(root: Path, daemon: Any, tmp_path: P
     assert probe["recent_styles"] == [str(STYLE)], "Apply remembers the painting"
     assert probe["cancel_enabled_while_busy"] and probe["apply_enabled_after_cancel"]
     assert probe["cancel_message"] == "Cancelled: the image is unchanged."
+    damaged = probe["damaged"]  # a painting cut short, picked in the docker
+    assert not damaged["started"] and damaged["tree_same"], damaged
+    assert "cut_painting.jpg" in damaged["label"] and "damaged" in damaged["label"], damaged
+    assert not damaged["apply_moved"], "Apply moved when the message appeared"
+    assert damaged["wraps_inside"], "the message must wrap inside the docker"
+    assert probe["chooser_folder"] != "/", "the painting chooser opens at the last folder"
+    assert Path(probe["chooser_folder"]) == STYLE.parent, probe["chooser_folder"]
     assert probe["tree_after_cancel_same"]
     assert probe["groups"] == ["Portrait style — Starry Night"]
     assert probe["tree"][-1] == ["Portrait style — Starry Night", "grouplayer"]
@@ -613,8 +779,78 @@ def test_gui_docker_actions_apply_and_rerun(root: Path, daemon: Any, tmp_path: P
     assert probe["rerun_redo_restores"]
     assert all(probe["group_tools_enabled"].values())
     assert probe["rerun_groups"] == ["Portrait style — Starry Night"]
-    assert {"segment", "transform"} <= set(probe["stages"]), probe["stages"]
+    # progress in words, never the daemon's stage ids ("transform — 40%")
+    words = " | ".join(probe["stages"])
+    assert "finding the person…" in words and "painting…" in words, probe["stages"]
+    assert not {"segment", "transform", "encode_reply"} & {
+        part.split("…")[0].split(" — ")[0] for part in probe["stages"]}, probe["stages"]
+    import re
+
+    assert any(re.fullmatch(r"painting… \d+ %", t) for t in probe["bar_texts"]), (
+        probe["bar_texts"])
     assert probe["status_line"].startswith("Daemon: ") and "magenta" in probe["status_line"]
     assert probe["lateness_ticks"] >= 20
     assert probe["lateness_ms"] <= 100, "the canvas was blocked during a job"
     assert shot.stat().st_size > 10_000
+    _assert_gui_shows_the_result(daemon, home, tmp_path, probe)
+
+
+def _canvas_crop(png: Path, rect: list[int]) -> Any:
+    import numpy as np
+    from PIL import Image
+
+    x, y, w, h = rect
+    with Image.open(png) as image:
+        return np.asarray(image.convert("RGB"), np.int16)[y:y + h, x:x + w]
+
+
+def _assert_gui_shows_the_result(daemon: Any, home: Path, shots: Path,
+                                 probe: dict[str, Any]) -> None:
+    """In the real window: the pixels Krita shows and the screen itself show the result.
+
+    Pixels: after Apply and after Redo the projection is the daemon's composite,
+    after one Undo it is the photo again, after a re-run with a painted mask it
+    is the daemon's composite through that mask. Screen: the canvas region of a
+    screenshot changes at Apply, and where it changed it looks like the composite.
+    """
+    import numpy as np
+    from PIL import Image
+
+    photo = home / "gui_photo.bgra"
+    size = len(photo.read_bytes()) // 4
+    w = PROBE_SIZE
+    h = size // w
+    applied = daemon_composite(daemon, photo, w, h)
+    edited = daemon_composite(daemon, photo, w, h, (home / "gui_mask.gray").read_bytes())
+    photo_rgb = np.frombuffer(_rgba(photo.read_bytes()), np.uint8).reshape(h, w, 4)
+    seen = {"apply": seen_levels((home / "gui_apply.bgra").read_bytes(), applied),
+            "undo": seen_levels((home / "gui_undo.bgra").read_bytes(), photo_rgb),
+            "redo": seen_levels((home / "gui_redo.bgra").read_bytes(), applied),
+            "rerun": seen_levels((home / "gui_rerun.bgra").read_bytes(), edited)}
+    print(f"GUI: seen vs expected (levels) {seen}; group thumbnail vs canvas "
+          f"{probe['group_thumbnail']:.2f}")
+    assert seen_levels(photo.read_bytes(), applied) > 10 * SEEN_LEVELS
+    for moment, levels in seen.items():
+        assert levels <= SEEN_LEVELS, f"{moment}: the artist sees {levels:.1f} levels off"
+    assert probe["group_thumbnail"] <= SEEN_LEVELS, "the group's thumbnail shows the result"
+
+    # the screen: the canvas region before and after Apply
+    rect = probe["canvas_rect"]
+    assert rect and rect[2] > 100 and rect[3] > 100, rect
+    before = _canvas_crop(shots / "before_apply.png", rect)
+    after = _canvas_crop(shots / "after_apply.png", rect)
+    changed = np.abs(after - before).sum(axis=2) > 24
+    assert changed.mean() > 0.05, f"the canvas barely changed at Apply ({changed.mean():.3f})"
+    rows, cols = np.nonzero(changed)
+    top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    region = after[top:bottom, left:right]
+    scaled = np.asarray(Image.fromarray(applied[..., :3]).resize(
+        (right - left, bottom - top), Image.BILINEAR), np.int16)
+    old = np.asarray(Image.fromarray(photo_rgb[..., :3]).resize(
+        (right - left, bottom - top), Image.BILINEAR), np.int16)
+    to_result = float(np.abs(region - scaled).mean())
+    to_photo = float(np.abs(region - old).mean())
+    print(f"GUI screen: changed region {right - left}×{bottom - top} px of the canvas "
+          f"{rect[2]}×{rect[3]}; its mean distance to the composite {to_result:.1f}, to the "
+          f"photo {to_photo:.1f} levels")
+    assert to_result < 12 and to_result < to_photo / 2, (to_result, to_photo)

@@ -1,4 +1,4 @@
-"""layers.ora from plugin/outputs.py opens in the real GIMP 3 and Krita 5.2.
+"""layers.ora from plugin/outputs.py opens in the real GIMP (3.0, 3.2) and Krita (5.2, 5.3).
 
 Why: the fast writer stores the PNG files' own bytes as ORA members, so the
 mask travels as a greyscale PNG and an opaque photo's layers as RGB ones; the
@@ -55,7 +55,6 @@ def main(*args):
 
 @pytest.fixture(scope="module")
 def ora(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    editors.require_editors()
     rng = np.random.default_rng(0)
     bg = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)  # opaque photo: RGB members
     pt = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
@@ -75,13 +74,14 @@ def _check(result: dict) -> None:
     assert result["visible"] == [False, True, True]
 
 
-def test_gimp_opens_the_layers(ora: Path, tmp_path: Path) -> None:
+def test_gimp_opens_the_layers(gimp_env: editors.EditorEnv, ora: Path, tmp_path: Path) -> None:
     proc = editors.gimp_batch(GIMP_CODE, home=tmp_path / "home", timeout=180,
                               env={"ORA": str(ora)}, binds=[ora.parent])
     _check(editors.load_result(tmp_path / "home", proc))
 
 
-def test_krita_opens_the_layers(ora: Path, tmp_path: Path) -> None:
+def test_krita_opens_the_layers(krita_env: editors.EditorEnv, ora: Path,
+                                tmp_path: Path) -> None:
     module_dir = tmp_path / "mods"
     module_dir.mkdir()
     (module_dir / "open_ora.py").write_text(KRITA_MODULE)

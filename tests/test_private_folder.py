@@ -171,8 +171,13 @@ def test_the_plugins_job_says_the_same_sentence(other_user: str, shared_tmp: Pat
     from portrait_style.plugin.job import Connection, JobState, prepare_stylize
     from portrait_style.protocol.messages import Pixels
 
+    # the link's target is a throwaway folder: code that follows the link (the bug this
+    # guards against) chmods it and puts its lock there, so never point it at a real one
+    target = tmp_path / "a-folder-of-ours"
+    target.mkdir()
+    target.chmod(0o755)
     link = shared_tmp / f"portrait-style-{os.getuid()}"
-    _as(other_user, "ln", "-s", "/", str(link))
+    _as(other_user, "ln", "-s", str(target), str(link))
     for name in ("PORTRAIT_STYLE_HOME", "XDG_RUNTIME_DIR", "PORTRAIT_STYLE_ENDPOINT"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(tempfile, "tempdir", str(shared_tmp))
@@ -187,3 +192,4 @@ def test_the_plugins_job_says_the_same_sentence(other_user: str, shared_tmp: Pat
     assert job.run() is JobState.FAILED
     assert str(link) in job.error and "symbolic link" in job.error, job.error
     assert "\n" not in job.error and len(doc.stack) == 1
+    assert target.stat().st_mode & 0o777 == 0o755 and list(target.iterdir()) == []

@@ -595,6 +595,119 @@ def scenario_cancel(res: dict[str, Any]) -> None:
     doc.close()
 
 
+def scenario_damaged_style(res: dict[str, Any]) -> None:
+    """A painting that decodes only partly is refused in words naming it; nothing changes.
+
+    A JPEG cut at 30 kB (Qt would load it with grey rows) and a PNG whose image
+    data is overwritten (Qt reads nothing), through the scripting API (the
+    docker's Apply: tests/krita_scripts/gui_probe).
+    """
+    import portrait_style_krita
+
+    full = Path(STYLE).read_bytes()
+    cut = OUT / "cut_painting.jpg"
+    cut.write_bytes(full[:30_000])
+    image = QImage(STYLE).scaledToWidth(200)
+    whole_png = OUT / "whole_painting.png"
+    image.save(str(whole_png))
+    broken = bytearray(whole_png.read_bytes())
+    start = broken.index(b"IDAT") + 500
+    broken[start:start + 64] = bytes(64)  # damaged image data (its checksum no longer fits)
+    corrupt = OUT / "corrupt_painting.png"
+    corrupt.write_bytes(bytes(broken))
+    data, w, h = photo_bgra(96)
+    doc = new_doc(w, h, "damaged style")
+    node = add_layer(doc, "Photo", data, 0, 0, w, h)
+    photo_view = shown(doc)
+    count = len(doc.rootNode().childNodes())
+    for path in (cut, corrupt, whole_png):
+        entry: dict[str, Any] = {}
+        try:
+            if path is whole_png:  # the same painting, whole: accepted (the check is not blind)
+                from portrait_style_krita.styles import load_style
+
+                entry["loaded"] = load_style(path).shape
+            else:
+                portrait_style_krita.apply(doc, node, path)
+            entry["error"] = None
+        except Exception as exc:
+            entry["error"] = str(exc)
+            entry["error_type"] = type(exc).__name__
+        entry["layers_added"] = len(doc.rootNode().childNodes()) - count
+        entry["view_unchanged"] = shown(doc) == photo_view
+        res[path.name] = entry
+    doc.close()
+
+
+def scenario_inside_group(res: dict[str, Any]) -> None:
+    """Apply to a layer inside a result group: it stands for the group's photo (the core's
+    rule); the new group lands directly above the first result, visible, and is what the
+    canvas shows. With the photo deleted, the same Apply is refused in words."""
+    import portrait_style_krita
+    from portrait_style_krita.document import KritaDocument
+
+    data, w, h = photo_bgra(128)
+    doc = new_doc(w, h, "inside group")
+    photo = add_layer(doc, "Photo", data, 0, 0, w, h)
+    photo_view = shown(doc)
+    first = portrait_style_krita.apply(doc, photo, STYLE)
+    kdoc = KritaDocument(doc)
+    inner = kdoc.result_layers(first)["Portrait"]
+    second = portrait_style_krita.apply(doc, inner, STYLE, portrait_strength=0.3)
+    record = json.loads(kdoc.read_record(second))
+    tops = [n.uniqueId().toString() for n in doc.topLevelNodes()]
+    res.update(
+        made_from_photo=record["source_id"] == photo.uniqueId().toString(),
+        top_level=[(n.name(), n.type()) for n in doc.topLevelNodes()],
+        second_above_first=tops.index(second.uniqueId().toString())
+        == tops.index(first.uniqueId().toString()) + 1,
+        second_visible=second.visible(), nested=[c.type() for c in first.childNodes()],
+        view=view_of(doc, second, (0, 0, w, h), photo_view))
+    # the photo deleted: a layer of the group has nothing to stand for any more
+    photo.remove()
+    doc.waitForDone()
+    count = len(doc.topLevelNodes())
+    before = shown(doc)
+    try:
+        portrait_style_krita.apply(doc, kdoc.result_layers(first)["Background"], STYLE)
+        res["orphan_error"] = None
+    except Exception as exc:
+        res["orphan_error"] = str(exc)
+        res["orphan_error_type"] = type(exc).__name__
+    res["orphan_layers_added"] = len(doc.topLevelNodes()) - count
+    res["orphan_view_unchanged"] = shown(doc) == before
+    doc.close()
+
+
+def scenario_status(res: dict[str, Any]) -> None:
+    """The docker's daemon line: a daemon that is not there is told within seconds."""
+    from portrait_style_krita.controller import Controller
+    from portrait_style_krita.docker import STATUS_EVERY_MS
+    from portrait_style_krita.runner import wait_for
+
+    lines: list[str] = []
+    ctl = Controller()
+    ctl.status.connect(lines.append)
+    ctl.refresh_status()
+    wait_for(lambda: bool(lines), 10.0)
+    res["alive"] = lines[-1] if lines else None
+    saved = os.environ.get("PORTRAIT_STYLE_ENDPOINT")
+    os.environ["PORTRAIT_STYLE_ENDPOINT"] = "tcp://127.0.0.1:9"  # where no daemon answers
+    try:
+        lines.clear()
+        started = time.perf_counter()
+        ctl.refresh_status()
+        wait_for(lambda: bool(lines), 10.0)
+        res["dead_seconds"] = time.perf_counter() - started
+        res["dead"] = lines[-1] if lines else None
+    finally:
+        if saved is None:
+            os.environ.pop("PORTRAIT_STYLE_ENDPOINT", None)
+        else:
+            os.environ["PORTRAIT_STYLE_ENDPOINT"] = saved
+    res["every_s"] = STATUS_EVERY_MS / 1000
+
+
 def scenario_nowire(res: dict[str, Any]) -> None:
     """Installed without its _wire folder: the plug-in loads, and says what is missing."""
     import portrait_style_krita
@@ -622,7 +735,9 @@ def scenario_nowire(res: dict[str, Any]) -> None:
 SCENARIOS = {"contract": scenario_contract, "main": scenario_main, "moved": scenario_moved,
              "u16": scenario_u16, "other_models": scenario_other_models,
              "unreachable": scenario_unreachable, "selection": scenario_selection,
-             "cancel": scenario_cancel, "nowire": scenario_nowire}
+             "cancel": scenario_cancel, "damaged_style": scenario_damaged_style,
+             "inside_group": scenario_inside_group, "status": scenario_status,
+             "nowire": scenario_nowire}
 
 
 def main(*_args: Any) -> None:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from .qt import QUEUED, QObject, Signal
@@ -24,14 +25,14 @@ __all__ = ["Controller", "DockerOptions", "controller"]
 
 @dataclass
 class DockerOptions:
-    """What the docker's widgets hold (None strength: the daemon's preset)."""
+    """What the docker holds: the painting and {knob-table control name: value}.
+
+    The knobs themselves are the core's (``StylizeOptions.controls``); a
+    control left out gets the daemon's default.
+    """
 
     style_path: Path | None = None
-    background_strength: float | None = None
-    portrait_strength: float | None = None
-    preserve_color: bool = False
-    likeness: float | None = None
-    stroke_size: float | None = None
+    controls: dict[str, float | bool] = field(default_factory=dict)
 
 
 def _krita() -> Any:
@@ -60,7 +61,8 @@ class Controller(QObject):
 
     Signals (all on the GUI thread):
       busy(bool) — a job is running (the docker swaps Apply for Cancel);
-      progress(str, float) — stage name and fraction (< 0: unknown);
+      progress(str, float) — what is happening, in words with its percentage (the core's
+        ``stages.describe``), and the fraction (< 0: unknown);
       message(str, str) — level ("info", "warning", "error") and a sentence;
       status(str) — the daemon line: endpoint, device, engine.
     """
@@ -79,6 +81,7 @@ class Controller(QObject):
         self._status_ready.connect(self.status.emit, QUEUED)
         self.last_status = ""
         self.results: list[Any] = []
+        self._probing = threading.Event()  # a status probe is in flight
 
     # ------------------------------------------------------------------ jobs
 
@@ -117,20 +120,20 @@ class Controller(QObject):
             from .styles import load_style, remember_style
 
             _, kdoc = self._open_document(modules)
-            layers = [info for info in kdoc.active_layers()
-                      if kdoc.result_group_of(info.ref) is None]
+            layers = kdoc.active_layers()
             if not layers:
-                raise modules["core"].OptionError(
-                    "select the photo's layer (result groups are re-run, not restyled)")
+                raise modules["core"].OptionError("select the photo's layer")
             stylize = modules["core"].StylizeOptions(
-                style_path=options.style_path,
-                background_strength=options.background_strength,
-                portrait_strength=options.portrait_strength,
-                preserve_color=options.preserve_color, likeness=options.likeness,
-                stroke_size=options.stroke_size, outputs=LAYER_OUTPUTS)
-            jobs = [(kdoc, modules["job"].prepare_stylize(kdoc, info.ref, stylize, load_style,
-                                                          self._connection()))
-                    for info in layers]
+                style_path=options.style_path, controls=dict(options.controls),
+                outputs=LAYER_OUTPUTS)
+            # a layer inside a result group stands for the group's photo (the core's rule),
+            # so two selected layers can mean one photo: it is done once
+            jobs: list[tuple[Any, Any]] = []
+            for info in layers:
+                job = modules["job"].prepare_stylize(kdoc, info.ref, stylize, load_style,
+                                                     self._connection())
+                if all(job.source.layer_id != other.source.layer_id for _, other in jobs):
+                    jobs.append((kdoc, job))
             if options.style_path is not None:
                 remember_style(options.style_path)
         except Exception as exc:
@@ -159,7 +162,7 @@ class Controller(QObject):
         self._queue = []
         if self.runner is not None:
             self.runner.cancel()
-            self.progress.emit("cancelling…", -1.0)
+            self.progress.emit(f"{core()['stages'].stage_words('cancelling')}…", -1.0)
 
     def _connection(self) -> Any:
         return core()["job"].Connection(start_daemon=True)
@@ -174,7 +177,8 @@ class Controller(QObject):
         self.runner.event.connect(self._on_event)
         self.runner.finished.connect(lambda finished: self._on_finished(kdoc, finished))
         self.busy.emit(True)
-        self.progress.emit(f"{self._prefix(job)}connecting", -1.0)
+        connecting = SimpleNamespace(state="connecting", stage="", fraction=-1.0, position=None)
+        self.progress.emit(self._prefix(job) + core()["stages"].describe(connecting), -1.0)
         self.runner.start()
 
     def _prefix(self, job: Any) -> str:
@@ -183,10 +187,7 @@ class Controller(QObject):
 
     def _on_event(self, event: Any) -> None:
         prefix = self._prefix(self.runner.job) if self.runner else ""
-        stage = event.stage or event.state.value
-        if event.position is not None:
-            stage = f"queued (position {event.position})"
-        self.progress.emit(prefix + stage, event.fraction)
+        self.progress.emit(prefix + core()["stages"].describe(event), event.fraction)
 
     def _on_finished(self, kdoc: Any, job: Any) -> None:
         modules = core()
@@ -257,7 +258,15 @@ class Controller(QObject):
     # ---------------------------------------------------------------- status
 
     def refresh_status(self) -> None:
-        """Ask the daemon who it is, on a worker thread; ``status`` gets the line."""
+        """Ask the daemon who it is, on a worker thread; ``status`` gets the line.
+
+        The docker calls this every few seconds, so a daemon that died shows
+        within that time; a probe still waiting for its answer is not doubled.
+        """
+        if self._probing.is_set():
+            return
+        self._probing.set()
+
         def work() -> None:
             try:
                 modules = core()
@@ -268,6 +277,8 @@ class Controller(QObject):
                 line = self._describe(hello, endpoint)
             except Exception as exc:
                 line = f"Daemon: unavailable — {exc}"
+            finally:
+                self._probing.clear()
             self._status_ready.emit(line)
 
         threading.Thread(target=work, name="portrait-style-status", daemon=True).start()

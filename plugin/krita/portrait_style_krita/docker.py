@@ -1,23 +1,51 @@
 """The "Portrait Style" docker: widgets only; the ``Controller`` does the work.
 
 Layout, top to bottom, in the spirit of Krita AI Diffusion's docker: the
-daemon's status line; the chosen painting (thumbnail, name, Choose…) and the
-recent paintings as a strip of thumbnails; the two strengths ("preset" =
-the daemon's tuned default) and preserve colour; Apply / Cancel with a
-progress bar that names the stage; the result-group tools (re-run, mask ↔
-selection), enabled only when a result group is selected; and one message
-line for notices and errors in plain words.
+daemon's status line; the chosen painting (thumbnail, name, "Your own file…"),
+the recent paintings as a strip of thumbnails and the shipped gallery as a
+grid; the knobs, built from the core's knob table and starting at their
+defaults (``knob_widgets``); the live preview (``preview_panel``); Apply / Cancel with a
+progress bar that says in words what is happening; the result-group tools
+(re-run, mask ↔ selection), enabled only when a result group is selected;
+and a message area for notices and errors in plain words.
+
+Nothing moves under the artist's pointer: the status line and the message
+area have fixed heights (a long message wraps at the docker's width and
+scrolls inside its area), so the docker's size never depends on what it
+says — a growing message used to make Krita lay the docker out again and
+push Apply away just as it was clicked. The status line asks the daemon
+again every few seconds, so a daemon that died is shown as such.
 """
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
 from krita import DockWidget  # type: ignore[import-not-found]
 
 from .controller import DockerOptions, active_document_and_nodes, controller
-from .qt import ICON_MODE, PLAIN_TEXT, TEXT_SELECTABLE, QIcon, QPixmap, QSize, QTimer, QtWidgets
+from .gallery_picker import GalleryPicker
+from .knob_widgets import KnobPanel
+from .preview_panel import LivePreview, PreviewView
+from .qt import (
+    ALIGN_TOP,
+    ICON_MODE,
+    NO_FRAME,
+    PICTURES,
+    PLAIN_TEXT,
+    SCROLL_OFF,
+    TEXT_SELECTABLE,
+    QIcon,
+    QPixmap,
+    QSize,
+    Qt,
+    QtCore,
+    QTimer,
+    QtWidgets,
+    enum,
+)
 from .styles import recent_styles, thumbnail
 
 __all__ = ["PortraitStyleDocker", "DOCKER_ID", "DOCKER_TITLE"]
@@ -25,22 +53,13 @@ __all__ = ["PortraitStyleDocker", "DOCKER_ID", "DOCKER_TITLE"]
 DOCKER_ID = "portrait_style_docker"
 DOCKER_TITLE = "Portrait Style"
 _THUMB = 48
-_PRESET = -0.05  # the spin boxes' minimum, shown as "preset"
 #: = record.RECORD_NAME; spelled out so enabling buttons never imports the core
 _RECORD_PREFIX = "portrait-style-job/"
 _LEVEL_COLOURS = {"info": "", "warning": "color: #c08000;", "error": "color: #d04040;"}
-
-
-def _strength_box(tip: str, high: float = 1.0, low: float = 0.0) -> QtWidgets.QDoubleSpinBox:
-    """A spin box whose lowest step below ``low`` reads "preset" (the daemon's default)."""
-    box = QtWidgets.QDoubleSpinBox()
-    box.setRange(low + _PRESET, high)
-    box.setSingleStep(0.05)
-    box.setDecimals(2)
-    box.setSpecialValueText("preset")
-    box.setValue(low + _PRESET)
-    box.setToolTip(tip)
-    return box
+#: how often the status line asks the daemon (ms): a dead daemon shows within this
+STATUS_EVERY_MS = 3000
+#: lines of text the message area shows before it scrolls
+MESSAGE_LINES = 5
 
 
 class PortraitStyleDocker(DockWidget):  # type: ignore[misc]
@@ -61,8 +80,17 @@ class PortraitStyleDocker(DockWidget):  # type: ignore[misc]
         self._poll.setInterval(500)
         self._poll.timeout.connect(self._update_group_tools)
         self._poll.start()
+        self._status_poll = QTimer(self)
+        self._status_poll.setInterval(STATUS_EVERY_MS)
+        self._status_poll.timeout.connect(self._refresh_status_if_idle)
+        self._status_poll.start()
         self._load_recent()
         self.ctl.refresh_status()
+
+    def _refresh_status_if_idle(self) -> None:
+        """While no job runs (a job reports its own trouble) and the docker is shown."""
+        if self.isVisible() and not self.ctl.running:
+            self.ctl.refresh_status()
 
     # ----------------------------------------------------------------- build
 
@@ -76,6 +104,9 @@ class PortraitStyleDocker(DockWidget):  # type: ignore[misc]
         self.status_label.setObjectName("status")
         self.status_label.setWordWrap(True)
         self.status_label.setStyleSheet("color: gray;")
+        self.status_label.setAlignment(ALIGN_TOP)
+        lines = self.status_label.fontMetrics().lineSpacing()
+        self.status_label.setFixedHeight(2 * lines + 4)  # the line never changes height
         refresh = QtWidgets.QToolButton()
         refresh.setText("⟳")
         refresh.setToolTip("Ask the daemon again (endpoint, device, engine)")
@@ -91,9 +122,9 @@ class PortraitStyleDocker(DockWidget):  # type: ignore[misc]
         self.style_thumb.setFixedSize(_THUMB, _THUMB)
         self.style_name = QtWidgets.QLabel("No painting chosen")
         self.style_name.setWordWrap(True)
-        choose = QtWidgets.QPushButton("Choose…")
+        choose = QtWidgets.QPushButton("Your own file…")
         choose.setObjectName("choose_style")
-        choose.setToolTip("Pick the painting whose style the photo takes")
+        choose.setToolTip("Pick a painting of your own (any image file) as the style")
         choose.clicked.connect(self._choose_style)
         pick_row.addWidget(self.style_thumb)
         pick_row.addWidget(self.style_name, 1)
@@ -108,26 +139,14 @@ class PortraitStyleDocker(DockWidget):  # type: ignore[misc]
         self.recent.setToolTip("Recently used paintings")
         self.recent.itemClicked.connect(lambda item: self.set_style(Path(item.toolTip())))
         style_layout.addWidget(self.recent)
+        self.gallery = GalleryPicker()
+        self.gallery.picked.connect(self.set_style)
+        style_layout.addWidget(QtWidgets.QLabel("Gallery"))
+        style_layout.addWidget(self.gallery)
         layout.addWidget(style_box)
 
-        form = QtWidgets.QFormLayout()
-        self.background_strength = _strength_box(
-            "How strongly the background takes the painting's style (preset: the tuned default)")
-        self.portrait_strength = _strength_box(
-            "How strongly the person takes the style; lower keeps the face recognisable")
-        self.likeness = _strength_box(
-            "How much of the face's own detail the portrait keeps (higher: more like the "
-            "photo, lower: more painted)")
-        self.stroke_size = _strength_box(
-            "The painting's brush size relative to the photo (1: as painted, 2: twice as "
-            "large strokes)", high=4.0, low=0.25)
-        self.preserve_color = QtWidgets.QCheckBox("Preserve the photo's colours")
-        form.addRow("Background strength", self.background_strength)
-        form.addRow("Portrait strength", self.portrait_strength)
-        form.addRow("Likeness", self.likeness)
-        form.addRow("Stroke size", self.stroke_size)
-        form.addRow(self.preserve_color)
-        layout.addLayout(form)
+        self.knobs = _knob_panel(layout)
+        self.preview = _add_preview(self, layout)
 
         run_row = QtWidgets.QHBoxLayout()
         self.apply_button = QtWidgets.QPushButton("Apply")
@@ -175,19 +194,50 @@ class PortraitStyleDocker(DockWidget):  # type: ignore[misc]
         self.message_label.setWordWrap(True)
         self.message_label.setTextFormat(PLAIN_TEXT)
         self.message_label.setTextInteractionFlags(TEXT_SELECTABLE)
-        layout.addWidget(self.message_label)
+        self.message_label.setAlignment(ALIGN_TOP)
+        # a fixed-height area: the text wraps at the docker's width and scrolls when longer
+        self.message_area = QtWidgets.QScrollArea()
+        self.message_area.setObjectName("message_area")
+        self.message_area.setWidgetResizable(True)
+        self.message_area.setHorizontalScrollBarPolicy(SCROLL_OFF)
+        self.message_area.setFrameShape(NO_FRAME)
+        self.message_area.setWidget(self.message_label)
+        lines = self.message_label.fontMetrics().lineSpacing()
+        self.message_area.setFixedHeight(MESSAGE_LINES * lines + 6)
+        layout.addWidget(self.message_area)
         layout.addStretch(1)
-        self.setWidget(root)
+        scroll = QtWidgets.QScrollArea()  # a short screen scrolls the docker, never squeezes it
+        scroll.setObjectName("docker_scroll")
+        scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(SCROLL_OFF)
+        scroll.setFrameShape(NO_FRAME)
+        scroll.setWidget(root)
+        self.setWidget(scroll)
 
     # ----------------------------------------------------------------- style
 
     def _choose_style(self) -> None:
-        start = str(self.style_path.parent) if self.style_path else ""
         path, _ = QtWidgets.QFileDialog.getOpenFileName(
-            self, "Choose a style painting", start,
+            self, "Choose a style painting", str(self.chooser_folder()),
             "Images (*.jpg *.jpeg *.png *.webp *.tif *.tiff *.bmp)")
         if path:
             self.set_style(Path(path))
+
+    def chooser_folder(self) -> Path:
+        """Where the painting chooser opens: the last painting's folder, else Pictures, else home.
+
+        (An empty start folder made Qt's dialog open at ``/``.)
+        """
+        candidates: list[Path] = []
+        if self.style_path is not None:
+            candidates.append(Path(self.style_path).parent)
+        with contextlib.suppress(Exception):  # kritarc unreadable: the other places remain
+            candidates += [Path(p).parent for p in recent_styles()]
+        pictures = QtCore.QStandardPaths.writableLocation(PICTURES)
+        if pictures:
+            candidates.append(Path(pictures))
+        candidates.append(Path.home())
+        return next((c for c in candidates if c.is_dir()), Path.home())
 
     def set_style(self, path: Path) -> None:
         from .styles import preload
@@ -197,7 +247,12 @@ class PortraitStyleDocker(DockWidget):  # type: ignore[misc]
         self.style_thumb.setPixmap(QPixmap.fromImage(image) if not image.isNull() else QPixmap())
         self.style_name.setText(_readable(path))
         self.style_name.setToolTip(str(path))
+        painting = self.gallery.painting_for(path)
+        if painting is not None:  # a gallery painting is named by its title
+            self.style_name.setText(painting.title)
+            self.style_name.setToolTip(painting.label)
         preload(path)
+        self.preview.request()
 
     def _load_recent(self) -> None:
         self.recent.clear()
@@ -215,16 +270,10 @@ class PortraitStyleDocker(DockWidget):  # type: ignore[misc]
 
     # ------------------------------------------------------------------- run
 
-    def _strength(self, box: QtWidgets.QDoubleSpinBox) -> float | None:
-        return None if box.value() <= box.minimum() + 1e-6 else round(box.value(), 3)
-
     def options(self) -> DockerOptions:
-        return DockerOptions(style_path=self.style_path,
-                             background_strength=self._strength(self.background_strength),
-                             portrait_strength=self._strength(self.portrait_strength),
-                             preserve_color=self.preserve_color.isChecked(),
-                             likeness=self._strength(self.likeness),
-                             stroke_size=self._strength(self.stroke_size))
+        """What Apply sends: the painting and every knob's value as shown."""
+        values = self.knobs.values() if self.knobs is not None else {}
+        return DockerOptions(style_path=self.style_path, controls=values)
 
     def _apply(self) -> None:
         self.message_label.setText("")
@@ -240,13 +289,14 @@ class PortraitStyleDocker(DockWidget):  # type: ignore[misc]
             self.progress.setFormat("idle")
         self._update_group_tools()
 
-    def _on_progress(self, stage: str, fraction: float) -> None:
+    def _on_progress(self, words: str, fraction: float) -> None:
+        """``words``: the whole line, percentage included ("painting… 40 %")."""
         if fraction < 0:
             self.progress.setRange(0, 0)  # busy indicator: the daemon gives no fraction
         else:
             self.progress.setRange(0, 1000)
             self.progress.setValue(int(fraction * 1000))
-        self.progress.setFormat(f"{stage} — %p%" if fraction >= 0 else stage)
+        self.progress.setFormat(words)  # its "40 %" is no %p/%v/%m template: shown as it is
 
     def _on_message(self, level: str, text: str) -> None:
         self.message_label.setStyleSheet(_LEVEL_COLOURS.get(level, ""))
@@ -287,3 +337,56 @@ def _readable(path: Path) -> str:
         return core()["core"].readable_style_name(path)
     except Exception:
         return path.stem
+
+
+def _knob_panel(layout: QtWidgets.QVBoxLayout) -> KnobPanel | None:
+    """The knob widgets from the knob table; a line saying why when the core is missing."""
+    try:
+        panel = KnobPanel()
+    except Exception as exc:  # the bundled core is missing: Apply reports it in words
+        layout.addWidget(QtWidgets.QLabel(f"Controls unavailable: {exc}"))
+        return None
+    layout.addWidget(panel)
+    return panel
+
+
+def _add_preview(dock: PortraitStyleDocker, layout: QtWidgets.QVBoxLayout) -> LivePreview:
+    """The live preview: on/off, the before|after view with its split, a state line."""
+    box = QtWidgets.QGroupBox("Live preview")
+    box.setObjectName("live_preview")
+    box.setCheckable(True)
+    box.setChecked(False)
+    box.setToolTip("Restyle a small copy of the active layer (or the selection) after every "
+                   "change; nothing is written to the image until Apply")
+    inner = QtWidgets.QVBoxLayout(box)
+    dock.preview_view = PreviewView()
+    dock.preview_view.setFixedHeight(200)
+    inner.addWidget(dock.preview_view)
+    row = QtWidgets.QHBoxLayout()
+    split = QtWidgets.QSlider(enum(Qt, "Orientation", "Horizontal"))
+    split.setObjectName("preview_split")
+    split.setRange(0, 100)
+    split.setValue(50)
+    split.setToolTip("Before on the left of the line, after on the right")
+    split.valueChanged.connect(dock.preview_view.set_split)
+    before = QtWidgets.QPushButton("Before")
+    before.setObjectName("preview_before")
+    before.setCheckable(True)
+    before.setToolTip("Show the layer as it is (toggle)")
+    before.toggled.connect(dock.preview_view.set_only_before)
+    row.addWidget(split, 1)
+    row.addWidget(before)
+    inner.addLayout(row)
+    dock.preview_state = QtWidgets.QLabel("Live preview off")
+    dock.preview_state.setObjectName("preview_state")
+    dock.preview_state.setStyleSheet("color: gray;")
+    inner.addWidget(dock.preview_state)
+    layout.addWidget(box)
+    live = LivePreview(lambda: (dock.style_path, dock.knobs.values() if dock.knobs else {}), dock)
+    live.shown.connect(lambda b, a, _info: dock.preview_view.set_images(b, a))
+    live.state.connect(dock.preview_state.setText)
+    box.toggled.connect(live.set_enabled)
+    if dock.knobs is not None:
+        dock.knobs.changed.connect(live.request)
+    dock.preview_box = box
+    return live

@@ -15,19 +15,18 @@ Why these choices (each verified in Krita 5.2.9, see tests/test_krita.py):
   ``setChildNodes``, which records no undo step) and then inserted above the
   source with one ``addChildNode`` — Krita's one undoable command here — so
   Ctrl+Z removes the whole result and the artist never sees half of it.
-- The group is *rendered* before it is inserted, in a private "render"
-  document holding nothing else (``refreshProjection`` there), and a copy
-  of it goes into the artist's image. Why: inserting a group marks only
-  the group dirty, and Krita then shows the group's own cached rendering,
-  which for a group assembled while detached is empty — the canvas, the
-  group's thumbnail and the merged image of a saved ``.kra`` kept showing
-  the photo (Krita 5.1–5.3). Nothing in the scripting API marks the
-  children dirty without an extra undo step; ``refreshProjection`` on the
-  artist's document would, but it re-renders every layer of the image on
-  the GUI thread, a cost that grows with the artist's document, while the
-  render document costs one group (bench/results/krita-visible.md).
+- Once inserted, the image is re-rendered (``refreshProjection``). Why:
+  inserting a group marks only the group dirty, and Krita then shows the
+  group's own cached rendering, which for a group assembled while detached
+  is empty — the canvas, the group's thumbnail and the merged image of a
+  saved ``.kra`` kept showing the photo (Krita 5.1–5.3). Nothing else in the
+  scripting API marks the group's layers dirty without an extra undo step.
+  It runs on the GUI thread: a few ms for a small photo, about half a
+  second for a 4000×3000 one (bench/results/krita-visible.md); rendering
+  the group alone in a private document first costs as much there, and
+  creating that document in Krita's GUI costs a second more.
   A re-run needs none of this: the new layer is inserted into the group,
-  which renders the group again.
+  which makes Krita render the group again.
 - Pixels written into a layer already in the image are shown by re-setting
   its blending mode, which makes Krita schedule an update of that layer
   only, in the background.
@@ -265,10 +264,9 @@ class KritaDocument:
         node.setPixelData(qbytes(mask.tobytes()), x, y, w, h)
         _touch(node.parentNode())
 
-    def _new_mask(self, home: Any = None) -> Any:
-        """An empty transparency mask, detached (made by ``home``, default this document)."""
+    def _new_mask(self) -> Any:
         if supports_transparency_masks():
-            return (home or self.doc).createTransparencyMask(MASK_NAME)
+            return self.doc.createTransparencyMask(MASK_NAME)
         from .masks51 import new_mask  # Krita 5.1: a copy of a mask loaded from a file
 
         try:
@@ -301,23 +299,21 @@ class KritaDocument:
             scratch.close()
 
     def _paint_layer(self, name: str, pixels: Pixels, source: Any,
-                     rect: tuple[int, int, int, int], home: Any = None) -> Any:
+                     rect: tuple[int, int, int, int]) -> Any:
         """A new, detached paint layer holding ``pixels`` in the space results get for ``source``.
 
-        That space is the source's own (RGBA 8/16-bit) or 8-bit sRGB. The layer
-        is made by ``home`` (default: this document) when ``home`` is in that
-        space; otherwise in a scratch document of that space and duplicated:
-        converting a node of the artist's document would be an extra step in
-        their undo history.
+        That space is the source's own (RGBA 8/16-bit) or 8-bit sRGB. When the
+        document is in another space, the layer is made in a scratch document
+        of that space and duplicated: converting a node of the artist's
+        document would be an extra step in their undo history.
         """
         if (source.colorModel(), source.colorDepth()) in _NATIVE:
             space = (source.colorModel(), source.colorDepth(), source.colorProfile())
         else:
             space = ("RGBA", "U8", _SRGB)
         x, y, w, h = rect
-        home = home or self.doc
-        if (home.colorModel(), home.colorDepth(), home.colorProfile()) == space:
-            node = home.createNode(name, "paintlayer")
+        if (self.doc.colorModel(), self.doc.colorDepth(), self.doc.colorProfile()) == space:
+            node = self.doc.createNode(name, "paintlayer")
             node.setPixelData(qbytes(self._encode(pixels, node)), x, y, w, h)
             return node
         scratch = _scratch_document(self.doc, space)
@@ -334,34 +330,24 @@ class KritaDocument:
         x, y = plan.offset
         w, h = plan.size
         rect = (x, y, w, h)
-        space = (self.doc.colorModel(), self.doc.colorDepth(), self.doc.colorProfile())
-        render = _scratch_document(self.doc, space)  # see the module's docstring
-        try:
-            group = render.createGroupLayer(plan.group_name)
-            children = []
-            for planned in reversed(plan.layers):  # setChildNodes takes them bottom first
-                node = self._paint_layer(planned.name, planned.pixels, above, rect, render)
-                if planned.mask is not None:
-                    mask = self._new_mask(render)
-                    mask.setPixelData(qbytes(planned.mask.tobytes()), x, y, w, h)
-                    node.setChildNodes([mask])
-                node.setOpacity(round(planned.opacity * 255))
-                node.setVisible(planned.visible)
-                children.append(node)
-            group.setChildNodes(children)
-            render.rootNode().addChildNode(group, None)
-            render.refreshProjection()  # the group's own rendering, which the copy keeps
-            rendered = group.duplicate()
-        finally:
-            render.close()
+        group = self.doc.createGroupLayer(plan.group_name)
+        children = []
+        for planned in reversed(plan.layers):  # setChildNodes takes them bottom first
+            node = self._paint_layer(planned.name, planned.pixels, above, rect)
+            if planned.mask is not None:
+                mask = self._new_mask()
+                mask.setPixelData(qbytes(planned.mask.tobytes()), x, y, w, h)
+                node.setChildNodes([mask])
+            node.setOpacity(round(planned.opacity * 255))
+            node.setVisible(planned.visible)
+            children.append(node)
+        group.setChildNodes(children)
         if plan.record is not None:
-            self.write_record(rendered, plan.record.to_json())
+            self.write_record(group, plan.record.to_json())
         parent = above.parentNode() or self.doc.rootNode()
-        parent.addChildNode(rendered, above)  # the one undo step
-        # the copy still answers for the closed render document: hand out the node as
-        # this document sees it, so later edits through it (a re-run) act on this image
-        return next((c for c in parent.childNodes() if c.uniqueId() == rendered.uniqueId()),
-                    rendered)
+        parent.addChildNode(group, above)  # the one undo step
+        self.doc.refreshProjection()  # render the new group's layers (see the module's docstring)
+        return group
 
     def replace_layer(self, group: Any, name: str, pixels: Pixels, record: str) -> None:
         """Swap in a new layer with ``pixels``, carrying over the old one's masks.

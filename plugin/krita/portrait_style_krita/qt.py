@@ -36,7 +36,8 @@ __all__ = ["QT_MAJOR", "QtCore", "QtGui", "QtWidgets", "Qt", "QObject", "QTimer"
            "QByteArray", "QSize", "QElapsedTimer", "Signal", "QImage", "QImageReader", "QIcon",
            "QPixmap",
            "enum", "qbytes", "image_bytes", "RGB888", "QUEUED", "ALIGN_LEFT", "ICON_MODE",
-           "KEEP_ASPECT", "SMOOTH", "ELIDE_MIDDLE", "TEXT_SELECTABLE", "PLAIN_TEXT"]
+           "KEEP_ASPECT", "SMOOTH", "ELIDE_MIDDLE", "TEXT_SELECTABLE", "PLAIN_TEXT",
+           "SCROLL_OFF", "NO_FRAME", "PICTURES", "ALIGN_TOP"]
 
 
 def enum(owner: Any, scope: str, member: str) -> Any:
@@ -68,3 +69,7 @@ SMOOTH = enum(Qt, "TransformationMode", "SmoothTransformation")
 ELIDE_MIDDLE = enum(Qt, "TextElideMode", "ElideMiddle")
 TEXT_SELECTABLE = enum(Qt, "TextInteractionFlag", "TextSelectableByMouse")
 PLAIN_TEXT = enum(Qt, "TextFormat", "PlainText")
+SCROLL_OFF = enum(Qt, "ScrollBarPolicy", "ScrollBarAlwaysOff")
+NO_FRAME = enum(QtWidgets.QFrame, "Shape", "NoFrame")
+PICTURES = enum(QtCore.QStandardPaths, "StandardLocation", "PicturesLocation")
+ALIGN_TOP = enum(Qt, "AlignmentFlag", "AlignTop")

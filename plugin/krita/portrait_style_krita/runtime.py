@@ -29,7 +29,7 @@ class CoreUnavailable(RuntimeError):
 
 
 def core() -> dict[str, ModuleType]:
-    """The core modules by short name: job, core, pixels, record, explain, launcher…
+    """The core modules by short name: job, core, pixels, record, explain, launcher, stages…
 
     First call: put ``_wire`` on ``sys.path`` (through the core's own
     ``ensure_wire``, which knows how to do that safely for a shared Krita
@@ -47,7 +47,7 @@ def core() -> dict[str, ModuleType]:
         wire.ensure_wire(PACKAGE_DIR / "_wire")
         modules = {name: importlib.import_module(f"{package}._core.plugin.{name}")
                    for name in ("pixels", "core", "record", "document", "explain", "job",
-                                "launcher")}
+                                "launcher", "stages")}
         modules["messages"] = importlib.import_module(f"{package}._core.protocol.messages")
         modules["errors"] = importlib.import_module(f"{package}._core.protocol.errors")
         modules["config"] = importlib.import_module(f"{package}._core.config")

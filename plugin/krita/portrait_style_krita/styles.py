@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .qt import KEEP_ASPECT, RGB888, SMOOTH, QImage, QImageReader, QSize, image_bytes
+from .qt import KEEP_ASPECT, RGB888, SMOOTH, QImage, QImageReader, QSize, enum, image_bytes
 
 __all__ = ["load_style", "preload", "recent_styles", "remember_style", "thumbnail",
            "MAX_RECENT", "SETTINGS_GROUP"]
@@ -46,11 +46,7 @@ def load_style(path: Path) -> Any:
     with _lock:
         if key in _cache:
             return _cache[key]
-    image = QImage(str(path))
-    if image.isNull():
-        raise modules["core"].OptionError(
-            f"Krita cannot read the style painting {path.name} (not an image, or a format "
-            "Qt does not know): save it as JPEG or PNG")
+    image = _decode(path, modules["core"].OptionError)
     image = image.convertToFormat(RGB888)
     pixels = modules["messages"].Pixels.from_buffer(
         image_bytes(image), (image.height(), image.width(), 3), stride=image.bytesPerLine())
@@ -59,6 +55,26 @@ def load_style(path: Path) -> Any:
         _cache.clear()  # one painting at a time is what a job needs
         _cache[key] = pixels
     return pixels
+
+
+def _decode(path: Path, refuse: type[Exception]) -> QImage:
+    """The painting decoded by Qt, whole; ``refuse`` (a sentence naming the file) otherwise."""
+    from .style_check import damage
+
+    how = damage(path)
+    if how is None:
+        reader = QImageReader(str(path))
+        image = reader.read()
+        if not image.isNull():
+            return image
+        if reader.error() != enum(QImageReader, "ImageReaderError", "InvalidDataError"):
+            raise refuse(
+                f"Krita cannot read the style painting {path.name} (not an image, or a format "
+                "Qt does not know): save it as JPEG or PNG")
+        how = f"Qt says: {reader.errorString()}"
+    raise refuse(f"the style painting {path.name} is damaged — only part of it can be read "
+                 f"({how}), so the style would come out washed out and grey: save the painting "
+                 "again or choose another copy")
 
 
 def preload(path: Path) -> None:

@@ -57,7 +57,7 @@ def _run_stylize(procedure: Any, run_mode: Gimp.RunMode, image: Any, drawables: 
     if run_mode == Gimp.RunMode.INTERACTIVE:
         from . import dialog
 
-        if not dialog.ask(procedure, config, image):
+        if not dialog.ask(procedure, config, image, drawables):
             return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
     try:
         from .runner import stylize
@@ -139,25 +139,9 @@ class PortraitStyle(Gimp.PlugIn):
         procedure.add_file_argument("style", "St_yle painting",
                                     "The painting whose style is applied (any image GIMP opens)",
                                     Gimp.FileChooserAction.OPEN, True, None, _RW)
-        procedure.add_double_argument(
-            "background-strength", "_Background strength",
-            "How strongly the background is restyled, 0–1; below 0: the daemon's preset",
-            -1.0, 1.0, -1.0, _RW)
-        procedure.add_double_argument(
-            "portrait-strength", "_Portrait strength",
-            "How strongly the person is restyled, 0–1; below 0: the daemon's preset",
-            -1.0, 1.0, -1.0, _RW)
-        procedure.add_boolean_argument(
-            "preserve-color", "Preser_ve colour",
-            "Keep the photo's colours and take only the painting's texture", False, _RW)
-        procedure.add_double_argument(
-            "likeness", "_Likeness",
-            "How much of the face's own detail the portrait keeps, 0–1; below 0: the "
-            "daemon's preset", -1.0, 1.0, -1.0, _RW)
-        procedure.add_double_argument(
-            "stroke-size", "Stro_ke size",
-            "The painting's brush size relative to the photo, 0.25–4 (1: as painted); "
-            "below 0: the daemon's preset", -1.0, 4.0, -1.0, _RW)
+        from . import knob_args  # the knob table: one argument per control, its range
+
+        knob_args.declare(procedure, knob_args.table(), _RW)
         _add_endpoint_argument(procedure)
         return procedure
 

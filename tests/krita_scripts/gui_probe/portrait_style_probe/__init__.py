@@ -21,10 +21,12 @@ from typing import Any
 from krita import Extension, Krita  # type: ignore[import-not-found]
 from PyQt5.QtCore import QByteArray, QElapsedTimer, Qt, QTimer
 from PyQt5.QtGui import QImage
-from PyQt5.QtWidgets import QPushButton
+from PyQt5.QtWidgets import QApplication, QPushButton
 
 RESULT = Path(os.environ.get("PORTRAIT_STYLE_RESULT", "/tmp/probe.json"))
 SHOT_DONE = Path(os.environ.get("PROBE_SHOT_DONE", "/tmp/probe.shot"))
+#: pixel dumps (what the artist sees) and screenshot hand-shakes go here
+DUMPS = RESULT.parent
 PHOTO = os.environ.get("PROBE_PHOTO", "")
 STYLE = os.environ.get("PROBE_STYLE", "")
 SIZE = int(os.environ.get("PROBE_SIZE", "384"))
@@ -55,9 +57,44 @@ class Probe:
         self.busy: list[bool] = []
         self.late_events: list[tuple[float, int, str, str]] = []
         self.marks: list[tuple[str, int]] = []
+        self.bar_texts: list[str] = []
 
     def start(self) -> None:
         self.timer.start()
+
+    def dump_view(self, name: str) -> None:
+        """Save what the artist sees now: the projection once Krita is idle (never refreshed)."""
+        self.doc.waitForDone()
+        data = bytes(self.doc.pixelData(0, 0, self.doc.width(), self.doc.height()))
+        (DUMPS / f"{name}.bgra").write_bytes(data)
+
+    def ask_for_shot(self, name: str, then: Any) -> Any:
+        """Ask the test for a screenshot of the screen now; step ``then`` once it has it."""
+        self.out["shot_request"] = name
+        self.out["canvas_rect"] = self.canvas_rect()
+        self.shot_then = then
+        self.late.stop()  # xwd holds the X server, and Krita with it: not the plug-in's doing
+        return self.wait_for_named_shot
+
+    def wait_for_named_shot(self) -> Any:
+        if not (DUMPS / f"{self.out['shot_request']}.done").exists():
+            return None
+        self.last = self.clock.elapsed()
+        self.late.start()
+        return self.shot_then
+
+    def canvas_rect(self) -> list[int] | None:
+        """Where the canvas widget is on the screen: [x, y, width, height]."""
+        from PyQt5.QtCore import QPoint
+        from PyQt5.QtWidgets import QWidget
+
+        window = Krita.instance().activeWindow().qwindow()
+        for widget in window.findChildren(QWidget):
+            if widget.metaObject().className() in ("KisQPainterCanvas", "KisOpenGLCanvas2") \
+                    and widget.isVisible():
+                corner = widget.mapToGlobal(QPoint(0, 0))
+                return [corner.x(), corner.y(), widget.width(), widget.height()]
+        return None
 
     def _late_tick(self) -> None:
         now = self.clock.elapsed()
@@ -77,6 +114,7 @@ class Probe:
         self.out["stages"] = sorted({p[0] for p in self.progress})
         self.out["messages"] = self.messages
         self.out["late_events"] = self.late_events[-20:]
+        self.out["bar_texts"] = sorted(set(self.bar_texts))[:60]
         RESULT.write_text(json.dumps(self.out, indent=1))
 
     def tick(self) -> None:
@@ -160,6 +198,9 @@ class Probe:
         ctl = dock.ctl
         ctl.progress.connect(lambda stage, frac: self.progress.append(
             (stage, frac, self.clock.elapsed())))
+        # what the progress bar itself shows (the docker's slot ran first: it connected first)
+        ctl.progress.connect(lambda *_: self.bar_texts.append(dock.progress.text()))
+        self.out["chooser_folder"] = str(dock.chooser_folder())
         ctl.message.connect(lambda level, text: self.messages.append((level, text)))
         ctl.busy.connect(self.busy.append)
         self.clock.start()
@@ -185,6 +226,46 @@ class Probe:
         self.out["cancel_message"] = self.dock.message_label.text()
         self.out["tree_after_cancel_same"] = self.top_names() == self.tree_before
         self.out["apply_enabled_after_cancel"] = self.dock.apply_button.isEnabled()
+        self.try_damaged_painting()
+        self.dump_view("gui_photo")
+        return self.ask_for_shot("before_apply", self.click_apply)
+
+    def try_damaged_painting(self) -> None:
+        """Apply with a painting cut short (a JPEG cut at 30 kB): refused in the docker's words."""
+        cut = DUMPS / "cut_painting.jpg"
+        cut.write_bytes(Path(STYLE).read_bytes()[:30_000])
+        before = self.top_names()
+        self.messages.clear()
+        self.dock.set_style(cut)
+        where = self.apply_at()
+        self.dock.apply_button.click()
+        QApplication.processEvents()  # let the layout react to the message, if it would
+        area = self.dock.message_area
+        self.out["damaged"] = {"messages": list(self.messages),
+                               "label": self.dock.message_label.text(),
+                               "started": self.dock.ctl.running,
+                               "tree_same": self.top_names() == before,
+                               "apply_moved": self.apply_at() != where,
+                               "label_width": self.dock.message_label.width(),
+                               "area_width": area.viewport().width(),
+                               "area_right": area.geometry().right(),
+                               "docker_width": self.dock.widget().width()}
+        self.out["damaged"]["wraps_inside"] = (
+            self.dock.message_label.width() <= area.viewport().width()
+            and area.geometry().right() < self.dock.widget().width())
+        if self.dock.ctl.running:
+            self.dock.ctl.cancel()
+        self.dock.set_style(Path(STYLE))
+
+    def apply_at(self) -> list[int]:
+        """Where Apply is on the screen (it must not move when a message appears)."""
+        from PyQt5.QtCore import QPoint
+
+        corner = self.dock.apply_button.mapToGlobal(QPoint(0, 0))
+        return [corner.x(), corner.y(), self.dock.apply_button.width(),
+                self.dock.apply_button.height()]
+
+    def click_apply(self) -> Any:
         self.busy.clear()
         self.messages.clear()
         self.worst, self.ticks = 0.0, 0
@@ -206,8 +287,28 @@ class Probe:
             raise RuntimeError(f"Apply made no group: {self.messages}")
         self.group = results[0]
         self.out["tree"] = self.top_names()
+        self.dump_view("gui_apply")
+        self.out["group_thumbnail"] = self.thumbnail_levels()
+        return self.ask_for_shot("after_apply", self.undo_apply)
+
+    def undo_apply(self) -> Any:
         Krita.instance().action("edit_undo").trigger()  # Apply must be ONE undo step
         return self.check_undo_apply
+
+    def thumbnail_levels(self) -> float:
+        """Mean level difference between the group's thumbnail and the canvas's pixels."""
+        w, h = self.doc.width(), self.doc.height()
+        image = self.group.thumbnail(w, h).convertToFormat(QImage.Format_ARGB32)
+        bits = image.constBits()
+        bits.setsize(image.sizeInBytes())
+        raw, stride = bytes(bits), image.bytesPerLine()
+        thumb = b"".join(raw[y * stride: y * stride + w * 4] for y in range(h))
+        self.doc.waitForDone()
+        seen = bytes(self.doc.pixelData(0, 0, w, h))
+        step = 4 * 7  # every 7th pixel is plenty to tell a blank thumbnail from the result
+        pairs = [(thumb[i + c], seen[i + c]) for i in range(0, len(seen) - 3, step)
+                 for c in range(3)]
+        return sum(abs(a - b) for a, b in pairs) / len(pairs)
 
     def history_texts(self) -> list[str]:
         """The commands Krita's Undo History docker lists, oldest first."""
@@ -229,11 +330,13 @@ class Probe:
 
     def check_undo_apply(self) -> Any:
         self.out["tree_after_undo"] = self.top_names()
+        self.dump_view("gui_undo")
         Krita.instance().action("edit_redo").trigger()
         return self.check_redo_apply
 
     def check_redo_apply(self) -> Any:
         self.out["tree_after_redo"] = self.top_names()
+        self.dump_view("gui_redo")
         self.doc.setActiveNode(self.group)
         self.rerun_wait = time.monotonic()
         return self.wait_group_tools
@@ -258,6 +361,12 @@ class Probe:
         for child in self.group.childNodes():  # the artist touches up the Portrait layer
             if child.name() == "Portrait":
                 child.setPixelData(QByteArray(bytes([0, 0, 255, 255]) * 64), 20, 20, 8, 8)
+                # …and paints its mask white in the top-left quarter (the portrait shows there)
+                mask = next(m for m in child.childNodes() if m.type() == "transparencymask")
+                w, h = self.doc.width(), self.doc.height()
+                mask.setPixelData(QByteArray(b"\xff" * ((w // 4) * (h // 4))), 0, 0,
+                                  w // 4, h // 4)
+                (DUMPS / "gui_mask.gray").write_bytes(bytes(mask.pixelData(0, 0, w, h)))
         self.portrait_before = self.portrait_bytes()
         button.click()
         self.rerun_at = time.monotonic()
@@ -275,6 +384,7 @@ class Probe:
         self.out["progress_format"] = self.dock.progress.format()
         self.out["message_line"] = self.dock.message_label.text()
         self.doc.waitForDone()  # the re-run's commands have landed before the first Ctrl+Z
+        self.dump_view("gui_rerun")
         self.portrait_rerun = self.portrait_bytes()
         self.out["rerun_changed_portrait"] = self.portrait_rerun != self.portrait_before
         self.undos = 0
