@@ -53,6 +53,7 @@ from .sizing import (
     guided_upsample_into,
     resize,
     row_bands,
+    shrink_layer,
     stylize_tiled,
     to_uint8_hwc,
     uint8_band_to_float,
@@ -143,8 +144,8 @@ class PortraitPipeline:
             full = uint8_band_to_float(content, 0, height, device) if keep_full else None
             small, hit = self._reuse.get_or_make(
                 ("content", digest, work_hw),
-                lambda: resize(full if full is not None else uint8_band_to_float(
-                    content, 0, height, device), work_hw))
+                lambda: shrink_layer(content, work_hw, device) if needs_resize
+                else uint8_band_to_float(content, 0, height, device))
             reused += ["content"] * hit
             # a preview is the full result made at the output's size: the same working
             # size (so the same strokes), only the steps at full resolution are scaled
