@@ -31,7 +31,7 @@ gi.require_version("Gimp", "3.0")
 gi.require_version("Gio", "2.0")
 from gi.repository import Gimp, Gio  # noqa: E402
 
-from . import recent  # noqa: E402
+from . import knob_args, recent  # noqa: E402
 from ._core.plugin import job as jobs  # noqa: E402
 from ._core.plugin.core import StylizeOptions  # noqa: E402
 from ._core.plugin.explain import explain  # noqa: E402
@@ -114,17 +114,8 @@ def _connection(config: Any) -> jobs.Connection:
 def _options(config: Any) -> StylizeOptions:
     style = config.get_property("style")
     path = style.get_path() if style is not None else None
-
-    def strength(name: str) -> float | None:
-        value = float(config.get_property(name))
-        return None if value < 0 else value
-
     return StylizeOptions(style_path=Path(path) if path else None,
-                          background_strength=strength("background-strength"),
-                          portrait_strength=strength("portrait-strength"),
-                          preserve_color=bool(config.get_property("preserve-color")),
-                          likeness=strength("likeness"),
-                          stroke_size=strength("stroke-size"),
+                          controls=knob_args.values(config, knob_args.table()),
                           outputs=_OUTPUTS)
 
 
