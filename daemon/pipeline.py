@@ -17,6 +17,15 @@ effect at the next boundary):
 7. ``encode_reply``: entered last; the server frames the reply during it.
 
 The job's arrays are only ever read (bands are copied before becoming tensors).
+
+A preview (``job.preview``, the long side) runs the same steps at the same
+working size — the network paints strokes of a fixed size in its own pixels,
+so that is what keeps a preview's strokes those of the final result — and does
+everything else at the preview's size (or, for the portrait pass and the
+guided filter, on a grid of half the working size): no full-resolution step.
+What a job computed for a layer (its working-size copy, segmentation, faces,
+network output) is kept for the next job on it (``reuse.py``) and listed in
+``info["reused"]``.
 """
 
 from __future__ import annotations
