@@ -172,7 +172,8 @@ def test_clean_environment(editor_env: editors.EditorEnv,
     monkeypatch.setenv("PORTRAIT_STYLE_LEAK_CHECK", "1")
     proc = editors.run_in_editors(["env"], env={"ONLY": "this"}, binds=[], timeout=30)
     names = {line.split("=", 1)[0] for line in proc.stdout.splitlines()}
-    assert names == {"PATH", "LANG", "ONLY"}
+    fsync_skipped = {"LD_PRELOAD"} if editor_env.preload(editor_env.require()) else set()
+    assert names == {"PATH", "LANG", "ONLY"} | fsync_skipped
 
 
 @pytest.mark.editors
@@ -246,9 +247,13 @@ def test_krita_gui_draws_under_xvfb(krita_env: editors.EditorEnv, tmp_path: Path
 
 
 def _screenshot_when_drawn(
-    display: str, out_png: Path, krita: subprocess.Popen[bytes], log: Path, timeout: float = 60.0
+    display: str, out_png: Path, krita: subprocess.Popen[bytes], log: Path, timeout: float = 300.0
 ) -> Path:
-    """Screenshot every 2 s until the screen shows a window (Krita starts in 5-25 s)."""
+    """Screenshot every 2 s until the screen shows a window.
+
+    Krita 5.2 starts in 5-25 s; Krita 5.3's first start on an empty HOME builds
+    its resource database for about 100 s on a busy 2-core machine.
+    """
     deadline = time.monotonic() + timeout
     while True:
         time.sleep(2)

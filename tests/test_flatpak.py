@@ -46,31 +46,17 @@ KRITA_SCRIPTS = REPO / "tests" / "krita_scripts"
 #: each app's runtime ref (Flathub's), laid out with the chroot's /usr as its files
 RUNTIMES = {APP: "org.gnome.Platform/x86_64/49", KRITA_APP: "org.kde.Platform/x86_64/5.15-24.08"}
 UID = os.getuid()
-EDITORS = Path("/var/tmp/portrait-style-editors")
 
 
-def _roots() -> list[pytest.param]:
-    """Each editors chroot with GIMP 3: (root, the GIMP console binary, its version)."""
-    out = []
-    trixie = editors.editor_root()
-    if trixie is not None:
-        out.append(pytest.param((trixie, "gimp-console-3.0", "3.0"), id="gimp-3.0"))
-    forky = EDITORS / "forky"
-    if (forky / "usr" / "bin" / "gimp-console-3.2").exists():
-        out.append(pytest.param((forky, "gimp-console-3.2", "3.2"), id="gimp-3.2"))
-    return out or [pytest.param((None, "", ""), id="no-editors")]
-
-
-def _need(root: Path | None) -> Path:
+def _need(env: editors.EditorEnv) -> Path:
+    """The environment's root (skips, or fails under $CI, when it or bubblewrap is missing)."""
+    root = env.require()
     if shutil.which("bwrap") is None:
         reason = "bubblewrap is not installed (apt-get install bubblewrap)"
-    elif root is None:
-        reason = f"no editors chroot with GIMP 3: run `{editors.SETUP_COMMAND}` (as root)"
-    else:
-        return root
-    if os.environ.get("CI"):
-        pytest.fail(f"CI is set but {reason}", pytrace=False)
-    pytest.skip(reason)
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set but {reason}", pytrace=False)
+        pytest.skip(reason)
+    return root
 
 
 @dataclass
@@ -153,12 +139,14 @@ def _install(tmp: Path, root: Path, app: str = APP) -> Artist:
     return artist
 
 
-@pytest.fixture(scope="module", params=_roots())
+@pytest.fixture(scope="module", params=editors.ENVIRONMENTS,
+                ids=[env.gimp_id for env in editors.ENVIRONMENTS])
 def artist(request: pytest.FixtureRequest,
            tmp_path_factory: pytest.TempPathFactory) -> Artist:
-    root, binary, version = request.param
-    found = _install(tmp_path_factory.mktemp("flatpak"), _need(root))
-    found.binary, found.version = binary, version
+    """Per editors environment (GIMP 3.0 from trixie, 3.2 from forky) as the Flatpak's runtime."""
+    env: editors.EditorEnv = request.param
+    found = _install(tmp_path_factory.mktemp("flatpak"), _need(env))
+    found.binary, found.version = env.gimp_console(), env.gimp
     return found
 
 
@@ -325,10 +313,12 @@ def test_in_the_sandbox_the_artist_reads_the_sandbox_and_the_one_fix(artist: Art
     assert "Run the installer" not in report["error"], "no wrong advice inside a sandbox"
 
 
-@pytest.fixture(scope="module")
-def krita_artist(tmp_path_factory: pytest.TempPathFactory) -> Artist:
-    root = _need(editors.editor_root())
-    return _install(tmp_path_factory.mktemp("flatpak-krita"), root, KRITA_APP)
+@pytest.fixture(scope="module", params=editors.ENVIRONMENTS,
+                ids=[env.krita_id for env in editors.ENVIRONMENTS])
+def krita_artist(request: pytest.FixtureRequest,
+                 tmp_path_factory: pytest.TempPathFactory) -> Artist:
+    """Per editors environment (Krita 5.2 / Python 3.13, 5.3 / Python 3.14) as the runtime."""
+    return _install(tmp_path_factory.mktemp("flatpak-krita"), _need(request.param), KRITA_APP)
 
 
 @pytest.mark.editors
@@ -376,8 +366,7 @@ def _tree(root: Path, skip: Path) -> dict[str, str]:
 @pytest.mark.editors
 @pytest.mark.slow
 def test_doctor_checks_the_flatpak_access_and_uninstall_takes_it_back(tmp_path: Path) -> None:
-    root = _need(editors.editor_root())
-    artist = _prepare(tmp_path, root)
+    artist = _prepare(tmp_path, _need(editors.TRIXIE))
     venv = artist.home / ".local" / "share" / "portrait-style"  # made by the test, not the install
     before = _tree(artist.home, venv)
     _run_installer(artist)

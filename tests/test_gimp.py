@@ -693,6 +693,21 @@ def _find_on_screen(screen: np.ndarray, picture: np.ndarray, tolerance: float = 
     raise AssertionError("the picture is not on the screen at 100 %")
 
 
+def _locate(display: str, picture: Path, shot: Path, timeout: float = 60.0,
+            ) -> tuple[np.ndarray, int, int]:
+    """A screenshot once ``picture`` shows at 100 % (GIMP draws its canvas when it can)."""
+    wanted = np.asarray(Image.open(picture).convert("RGB"))
+    deadline = time.monotonic() + timeout
+    while True:
+        screen = np.asarray(Image.open(editors.screenshot(display, shot)).convert("RGB"))
+        try:
+            return (screen, *_find_on_screen(screen, wanted))
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)
+
+
 def _gui_gimp(gimp: GimpHome, daemon: Daemon, tmp_path: Path, script: str,
               params: dict[str, Any], binds: list[Path], display: str,
               env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
@@ -745,13 +760,13 @@ def test_canvas_shows_apply_rerun_and_undo_in_gimps_gui(
             with x11_input.XInput(display) as keys:
                 for step in ("photo", "apply", "rerun", "undo1"):
                     _wait_for(out / f"{step}.ready", proc, log, deadline)
-                    time.sleep(1.5)  # let the canvas draw
                     shot = tmp_path / f"screen-{step}.png"
-                    editors.screenshot(display, shot)
-                    shots[step] = np.asarray(Image.open(shot).convert("RGB"))
                     if step == "photo":
-                        top, left = _find_on_screen(
-                            shots["photo"], np.asarray(Image.open(photo).convert("RGB")))
+                        shots[step], top, left = _locate(display, photo, shot)
+                    else:
+                        time.sleep(1.5)  # let the canvas draw
+                        shots[step] = np.asarray(Image.open(
+                            editors.screenshot(display, shot)).convert("RGB"))
                     if step in ("rerun", "undo1"):  # the artist's Ctrl+Z over the canvas
                         keys.move(left + 40, top + 40)
                         keys.chord("Control_L", "z")
@@ -812,6 +827,80 @@ def test_canvas_shows_apply_rerun_and_undo_in_gimps_gui(
     # another: the Apply is gone, the photo is back and the image is as it was loaded
     assert report["undo2"]["layers"] == 1 and not report["undo2"]["dirty"]
     assert _mean_diff(pixels(report["undo2"]["flat"]), source) <= 1.0
+
+
+@pytest.mark.editors
+@pytest.mark.slow
+def test_reshow_last_after_a_rerun_opens_the_dialog_with_the_last_values(
+        gimp: GimpHome, daemon: Daemon, samples: dict[str, Path], tmp_path: Path) -> None:
+    """The real GUI, driven by key presses: Portrait Style… from GIMP's action search, then
+    Re-run Portrait the same way, then Filters ▸ Re-Show Last (Shift+Ctrl+F): the Portrait
+    Style dialog opens again with the painting chosen before — not the re-run."""
+    import x11_input
+
+    out = tmp_path / "reshow"
+    out.mkdir()
+    photo = samples["astronaut"]
+    profile = gimp.plugin_dir.parents[1]
+    (profile / "portrait-style-recent-styles.json").write_text(
+        json.dumps([str(samples["starry_night"])]))
+    prefix = tmp_path / "dialog"
+    log = tmp_path / "gimp.log"
+    with editors.xvfb_session(size="1280x800x24", log_dir=tmp_path / "x") as display:
+        proc = _gui_gimp(gimp, daemon, tmp_path, "reshow.py",
+                         {"content": str(photo), "out": str(out)}, [photo.parent], display,
+                         env={"PORTRAIT_STYLE_DIALOG_TEST": str(prefix)})
+        try:
+            deadline = time.monotonic() + 240
+            with x11_input.XInput(display) as keys:
+                _wait_for(out / "ready", proc, log, deadline)
+                _, top, left = _locate(display, photo, tmp_path / "screen.png")
+
+                def search(words: str) -> None:  # the artist's "/" (Search Actions), words, ⏎
+                    keys.move(left + 60, top + 60)
+                    before = np.asarray(Image.open(editors.screenshot(
+                        display, tmp_path / "before-search.png")).convert("RGB"))
+                    keys.chord("/")
+                    time.sleep(1.5)
+                    after = np.asarray(Image.open(editors.screenshot(
+                        display, tmp_path / "search.png")).convert("RGB"))
+                    # no window manager: keys go to the window under the pointer, so the
+                    # pointer goes onto the search popup (where the screen changed)
+                    # (a new window shows black until it is drawn, without a compositor)
+                    fresh = np.argwhere((after.max(axis=2) == 0) & (before.max(axis=2) > 0))
+                    assert len(fresh) > 1000, "the action search did not open"
+                    y, x = np.median(fresh, axis=0).astype(int)
+                    keys.move(int(x), int(y))
+                    keys.focus_under_pointer()
+                    time.sleep(0.3)
+                    keys.type_text(words)
+                    time.sleep(1.5)
+                    editors.screenshot(display, tmp_path / f"search-{words[:7]}.png")
+                    keys.chord("Return")
+
+                def dialog_ok() -> None:
+                    _wait_for(prefix.with_suffix(".shown"), proc, log, time.monotonic() + 30)
+                    prefix.with_suffix(".shown").unlink()
+                    prefix.with_suffix(".ok").write_text("ok\n")
+
+                search("restyle a photo")  # the tooltip of Portrait Style… only
+                dialog_ok()
+                _wait_for(out / "grouped", proc, log, deadline)
+                prefix.with_suffix(".ok").unlink()
+                search("re-run portrait")
+                _wait_for(out / "rerun", proc, log, deadline)
+                time.sleep(1.0)
+                keys.move(left + 60, top + 60)
+                keys.chord("Control_L", "Shift_L", "f")  # Filters ▸ Re-Show Last
+                dialog_ok()
+                (out / "finish").write_text("1\n")
+                _wait_for(gimp.home / editors.RESULT_NAME, proc, log, deadline)
+        finally:
+            editors.kill_tree(proc)
+    report = json.loads((gimp.home / editors.RESULT_NAME).read_text())
+    records = [group["record"] for group in report["groups"]]
+    assert len(records) == 2, report
+    assert all(r["style_path"] == str(samples["starry_night"]) for r in records), records
 
 
 @pytest.mark.editors

@@ -157,6 +157,9 @@ def test_installer_end_to_end_then_uninstall_leaves_home_as_it_was(tmp_path: Pat
     install = subprocess.run(["sh", str(REPO / "installer" / "install.sh"), "--hosts", "gimp",
                               "krita"], capture_output=True, text=True, env=env, timeout=1500)
     assert install.returncode == 0, install.stdout[-3000:] + install.stderr[-3000:]
+    # each step numbered, and pip's own lines (what it fetches, with sizes) shown, not hidden
+    assert "[1/" in install.stdout and "] install PyTorch (" in install.stdout
+    assert "Collecting torch" in install.stdout, install.stdout[-3000:]
     product = home / ".local" / "share" / "portrait-style" / "venv" / "bin" / "portrait-style"
     config = json.loads((home / ".config" / "portrait-style" / "config.json").read_text())
     assert config["daemon_command"][0].startswith(str(home))

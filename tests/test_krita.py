@@ -533,6 +533,88 @@ def test_host_krita_51_with_daemon_started_on_demand(tmp_path: Path) -> None:
     test_apply_inside_a_result_group_restyles_its_photo((results, out))
 
 
+# ------------------------------------------------------------------- PyQt6 (Krita 6)
+
+#: a root with Debian's python3-pyqt6 (the forky root of .ci/editors-chroot.sh)
+PYQT6_ROOT_FILE = Path("/var/tmp/portrait-style-editors/ROOT.forky")
+
+
+def _pyqt6_root() -> Path | None:
+    value = os.environ.get("PORTRAIT_STYLE_PYQT6_ROOT", "").strip()
+    if not value and PYQT6_ROOT_FILE.is_file():
+        value = PYQT6_ROOT_FILE.read_text().strip()
+    root = Path(value) if value else None
+    if root is None or not any((root / "usr/lib/python3/dist-packages/PyQt6").glob("QtWidgets*")):
+        return None
+    return root
+
+
+def _run_in_root(root: Path, argv: list[str], env: dict[str, str], binds: list[Path],
+                 timeout: float) -> subprocess.CompletedProcess[str]:
+    """``argv`` in ``root`` the way tests/editors.py enters the editors' root (private
+    mount and PID namespace, binds at the same path), for a root other than the default."""
+    paths = editors._bind_paths(binds)
+    command = ["unshare", "--mount", "--pid", "--fork", "--kill-child", "--propagation",
+               "private", "--", "/bin/sh", "-c", editors._ENTER_CHROOT, "sh", str(root),
+               str(len(paths)), *paths, "/usr/bin/env", "-i",
+               *[f"{k}={v}" for k, v in editors._clean_env(env).items()], *argv]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                          check=False)
+
+
+def test_docker_under_pyqt6_as_in_krita_6(tmp_path: Path) -> None:
+    """Krita 6 embeds PyQt6 and refuses PyQt5: the plug-in's real docker, controller, event
+    loop and painting decoding run under Debian's PyQt6 (Python 3.14), offscreen.
+
+    Real: every module of the installed plug-in, PyQt6/Qt 6, the paintings. A stand-in:
+    only the ``krita`` module (no Krita 6 package exists) — see krita_scripts/pyqt6_docker.py.
+    """
+    from PIL import Image
+
+    root = _pyqt6_root()
+    if root is None or os.geteuid() != 0:
+        reason = ("no root with Debian's python3-pyqt6 (the forky root of "
+                  "`bash .ci/editors-chroot.sh`), or not root to enter it")
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set but {reason}", pytrace=False)
+        pytest.skip(reason)
+    probe = _run_in_root(root, ["python3", "-c", "import sys; print('%d.%d' % "
+                                "sys.version_info[:2])"], {}, [], 60)
+    assert probe.returncode == 0, probe.stderr
+    python = probe.stdout.strip().splitlines()[-1]
+    profile = tmp_path / "profile"
+    done = install(profile, python)
+    assert done.returncode == 0, done.stdout + done.stderr
+    home = tmp_path / "home"
+    env = editors.isolated_env(home)
+    env.update(QT_QPA_PLATFORM="offscreen", PYQT6_OUT=str(home), PYQT6_STYLE=str(STYLE),
+               PYTHONPATH=str(profile / "krita" / "pykrita"))
+    proc = _run_in_root(root, ["python3", str(SCRIPTS / "pyqt6_docker.py")], env,
+                        [home, profile, SCRIPTS, SAMPLES], 300)
+    res = editors.load_result(home, proc)
+    assert res["ok"], res.get("traceback")
+    print(f"PyQt6 {res['pyqt']} / Qt {res['qt']} / Python {res['python']}: docker built")
+    assert res["qt_major"] == 6, "qt.py must take its PyQt6 branch when PyQt5 is refused"
+    assert res["registered"] is False, "no Krita: nothing registered, nothing raised"
+    assert set(res["buttons"]) >= {"apply", "cancel", "choose_style", "rerun_portrait",
+                                   "rerun_background", "mask_from_selection",
+                                   "selection_from_mask"}
+    assert res["style_label"] == "Starry Night" and max(res["thumbnail"]) == 48
+    assert res["chooser_folder"] == str(STYLE.parent)
+    assert res["progress_text"] == "painting… 40 %"
+    assert res["message_area_fixed"] and res["message_wraps"] and res["apply_still"]
+    said = res["apply_without_document"]
+    assert [level for level, _ in said] == ["error"] and "open an image" in said[0][1].lower()
+    assert res["event_loop_turns"]
+    with Image.open(STYLE) as style:
+        assert res["style_shape"][:2] == [style.height, style.width]
+    for name in ("cut_painting.jpg", "corrupt_painting.png"):
+        assert res[name] and name in res[name] and "damaged" in res[name], res[name]
+    shot = home / "docker-pyqt6.png"
+    with Image.open(shot) as image:
+        assert image.width > 200 and image.height > 400, image.size
+
+
 # ------------------------------------------------------------------------------- GUI
 
 PROBE = SCRIPTS / "gui_probe"

@@ -182,6 +182,39 @@ def test_plan_rejects_replies_that_do_not_fit() -> None:
         plan_layers(Reply({}), _source_layer(False), "s")
 
 
+@pytest.mark.parametrize("alpha", [True, False])
+def test_a_preview_plan_is_the_preview_size_with_the_daemons_alpha(alpha: bool) -> None:
+    """A preview (JobParams.preview = 20 on a 40×24 layer) is 20×12, channels as the layer."""
+    channels = 4 if alpha else 3
+    small = np.full((12, 20, channels), 77, np.uint8)
+    reply = Reply({"composite": small}, {"preview": [20, 12]})
+    plan = plan_layers(reply, _source_layer(alpha), "s", preview=20)
+    assert plan.size == (20, 12) and plan.composite is not None
+    assert plan.composite.to_array().tobytes() == small.tobytes()  # taken as it came
+    full = Reply({"composite": _reply(channels).layers["background"]})
+    with pytest.raises(PlanError, match="composite at 40×24, the preview is 20×12"):
+        plan_layers(full, _source_layer(alpha), "s", preview=20)
+    wrong = Reply({"composite": np.zeros((12, 20, 7 - channels), np.uint8)})
+    with pytest.raises(PlanError, match=f"the layer has {channels}"):
+        plan_layers(wrong, _source_layer(alpha), "s", preview=20)
+
+
+def test_a_preview_is_never_applied_to_the_document() -> None:
+    from portrait_style.plugin.job import Job, JobState, apply
+    from portrait_style.protocol.request import JobParams
+
+    doc = FakeDocument(Pixels.from_array(_source(False)))
+    source = _source_layer(False)
+    reply = Reply({"composite": np.zeros((12, 20, 3), np.uint8)})
+    record = JobRecord(style_path="", style_sha256="", style_name="s", params={})
+    job = Job(source=source, style=source.pixels, record=record, state=JobState.DONE,
+              params=JobParams(outputs=("composite",), preview=32).check(),
+              plan=plan_layers(reply, source, "s", preview=20, record=record))
+    with pytest.raises(RuntimeError, match="a preview is shown, not applied"):
+        apply(doc, job)
+    assert doc.stack == [doc.source] and doc.undo_steps == 0
+
+
 def test_notice_when_no_person_found() -> None:
     assert core.notices({"person_found": True}) == []
     assert "no person" in core.notices({"person_found": False})[0]

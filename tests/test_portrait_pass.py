@@ -260,3 +260,113 @@ def test_on_the_astronaut_the_face_keeps_the_photos_detail_and_is_still_painted(
     to_bg = (chroma(layers["portrait"]) - chroma(layers["background"])).abs().mean()
     to_photo = (chroma(layers["portrait"]) - chroma(content)).abs().mean()
     assert to_bg < to_photo
+
+
+# ----------------------------------------------------------------- issue 22
+
+
+def _grey_photo_and_blue_painting(h: int = 96, w: int = 96) -> tuple[torch.Tensor, torch.Tensor]:
+    """A grey photo with a face-like light/shade pattern; a painting in blues and yellows."""
+    g = torch.Generator().manual_seed(5)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
+    grey = (0.5 + 0.3 * torch.sin(6 * xx) * torch.cos(5 * yy))[None, None]
+    photo = grey.expand(1, 3, h, w).clone()
+    lum = (grey + 0.1 * torch.randn(1, 1, h, w, generator=g)).clamp(0.05, 0.95)
+    # dark = deep blue, light = yellow: the palette depends on the tone, plus blotches
+    blotch = 0.15 * torch.randn(1, 1, h // 8, w // 8, generator=g)
+    blotch = torch.nn.functional.interpolate(blotch, size=(h, w), mode="bilinear")
+    cb = 0.22 - 0.2 * lum + blotch
+    cr = -0.1 + 0.05 * lum
+    from portrait_style.daemon.color import ycbcr_to_rgb
+
+    stylized = ycbcr_to_rgb(torch.cat([lum, cb, cr], 1)).clamp(0, 1)
+    return stylized, photo
+
+
+def test_palette_chroma_is_the_paintings_colour_for_each_tone() -> None:
+    stylized, _ = _grey_photo_and_blue_painting()
+    s = rgb_to_ycbcr(stylized)
+    weight = torch.ones(1, 1, 96, 96)
+    ramp_y = torch.linspace(0.2, 0.8, 96).reshape(1, 1, 1, 96).expand(1, 1, 96, 96)
+    chroma = pp.palette_chroma(s[:, :1], s[:, 1:], weight, ramp_y)
+    # darker tones get bluer (Cb up), as the painting gives them, with the blotches averaged out
+    cb = chroma[0, 0, 48]
+    assert float(cb[5]) > float(cb[90]) + 0.08
+    assert float(chroma[0, 0].std(dim=0).max()) < 1e-5  # a function of the tone alone
+
+
+def test_a_grey_photos_face_gets_the_paintings_colour_even_when_the_face_check_steps_in(
+        ) -> None:
+    """Before issue 22 the face check's last resort was the photo's grey: a photograph
+    pasted into the painting. Now the painting's palette stays on the face."""
+    stylized, photo = _grey_photo_and_blue_painting()
+    face = pp.FaceGeometry(cx=48, cy=48, rx=30, ry=30, iod=24, box=(28.0, 28.0, 68.0, 68.0))
+
+    def never_a_face(image: torch.Tensor, box: tuple, rotation: float) -> float:
+        return 1.0 if torch.equal(image, photo) else 0.1  # every protection step runs
+
+    out = pp.apply_portrait_pass(stylized, photo, 0.8, [face], None, never_a_face)
+    inside = (slice(None), slice(None), slice(40, 56), slice(40, 56))
+    chroma_out = rgb_to_ycbcr(out)[:, 1:][inside].norm(dim=1).mean()
+    chroma_painting = rgb_to_ycbcr(stylized)[:, 1:][inside].norm(dim=1).mean()
+    assert float(chroma_out) > 0.35 * float(chroma_painting)  # before: 0 (the photo's grey)
+    # and it is still the photo's face: its light and shade track the photo's
+    y_out, y_photo = _luma(out)[inside].flatten(), _luma(photo)[inside].flatten()
+    assert float(torch.corrcoef(torch.stack([y_out, y_photo]))[0, 1]) > 0.8
+
+
+def test_under_a_two_tone_painting_the_face_takes_its_tones_in_the_photos_order() -> None:
+    g = torch.Generator().manual_seed(7)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 64), torch.linspace(0, 1, 64), indexing="ij")
+    photo = (0.3 + 0.4 * xx * yy + 0.05 * torch.rand(64, 64, generator=g))[None, None]
+    photo = photo.expand(1, 3, 64, 64).clone()
+    ink = (torch.rand(1, 1, 64, 64, generator=g) > 0.4).float().expand(1, 3, 64, 64).clone()
+    ones = torch.ones(1, 1, 64, 64)
+    flat = pp.portrait_blend(ink, photo, ones, 4.0, 1.0, tone_match=0.0)
+    matched = pp.portrait_blend(ink, photo, ones, 4.0, 1.0, tone_match=1.0)
+
+    def mid_tones(x: torch.Tensor) -> float:
+        y = _luma(x)
+        return float(((y > 0.2) & (y < 0.8)).float().mean())
+
+    assert mid_tones(flat) > 0.5  # the continuous-tone photo face the issue saw
+    assert mid_tones(matched) < 0.25  # now in the painting's two tones
+    # monotone: the order of light and dark follows the face, not the ink's noise
+    y_flat, y_matched = _luma(flat).flatten(), _luma(matched).flatten()
+    order = torch.argsort(y_flat)
+    assert float(torch.diff(y_matched[order]).min()) > -1e-4
+
+
+def test_tone_matching_is_for_paintings_without_colour() -> None:
+    weight = torch.ones(1, 1, 8, 8)
+    assert pp.tonal_share(torch.zeros(1, 2, 8, 8), weight) == 1.0
+    assert pp.tonal_share(torch.full((1, 2, 8, 8), 0.2), weight) == 0.0
+
+
+def test_the_seam_between_the_two_looks_follows_the_photos_edge() -> None:
+    """A fixed ramp crosses the photo's edge (a hat brim, hair) as a band; guided, it steps
+    where the photo steps and stays flat on either side."""
+    h, w = 64, 96
+    photo = torch.full((1, 3, h, w), 0.2)
+    photo[..., 52:] = 0.8  # the photo's edge at x = 52
+    ramp = torch.linspace(1, 0, w).clamp(0, 1).reshape(1, 1, 1, w).expand(1, 1, h, w)
+    ramp = ((ramp - 0.25) * 2).clamp(0, 1)  # a fixed ramp from x ≈ 24 to x ≈ 72
+    guided = pp.follow_edges(ramp, photo, sigma=8.0)[0, 0, h // 2]
+    fixed = ramp[0, 0, h // 2]
+    step_guided = float(guided[50] - guided[54])
+    step_fixed = float(fixed[50] - fixed[54])
+    assert step_guided > 3 * step_fixed
+    # on either side of the edge the amount changes less than the fixed ramp did
+    assert float((guided[30] - guided[48]).abs()) < 0.8 * float((fixed[30] - fixed[48]).abs())
+    assert float((guided[56] - guided[74]).abs()) < 0.8 * float((fixed[56] - fixed[74]).abs())
+
+
+def test_the_amount_stays_inside_the_person_except_on_the_faces_core() -> None:
+    face = pp.FaceGeometry(cx=50, cy=30, rx=10, ry=12, iod=8)
+    mask = torch.zeros(1, 1, 100, 100)
+    mask[..., :, :48] = 1.0  # the person mask stops mid-face (a segmenter's hole)
+    ramp = pp.likeness_ramp([face], mask, 100, 100, body_level=0.3)[0, 0]
+    assert ramp[30, 52] == 1.0  # the face's core counts in full
+    # past the face's ellipse, outside the person: nothing of the photo (before: the
+    # ellipse's ramp reached 0.5 here, a ghost over the background)
+    assert ramp[30, 62] == 0.0

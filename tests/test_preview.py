@@ -258,3 +258,33 @@ def test_preview_params_keep_the_artists_knobs() -> None:
     options = StylizeOptions(portrait_strength=0.4, stroke_size=2.0, mask_feather=3.0)
     params = preview_params(options, 256)
     assert params == replace(options.params(), outputs=("composite",), preview=256)
+
+
+def test_the_editors_api_imports_without_numpy_pillow_or_torch() -> None:
+    """What a GIMP dialog or Krita docker imports: the knob table and the preview session."""
+    import subprocess
+    import sys
+
+    code = """
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in {"numpy", "PIL", "torch", "torchvision"}:
+            raise ImportError(f"blocked: {name}")
+sys.meta_path.insert(0, Block())
+from portrait_style.protocol import knobs
+from portrait_style.plugin.core import StylizeOptions
+from portrait_style.plugin.preview import PreviewSession, preview_params
+values = {c.name: c.default for c in knobs.controls()}
+params = preview_params(StylizeOptions(controls=values), 256)
+session = PreviewSession(lambda event: None)
+session.close()
+print(len(values), params.preview, sorted(params.regions))
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 0, res.stderr
+    from portrait_style.protocol import knobs
+
+    assert res.stdout.split() == [str(len(knobs.controls())), "256", "['background',",
+                                  "'portrait']"]

@@ -261,3 +261,76 @@ def test_the_independent_face_judge_finds_the_face_only_where_it_is(shared_data:
     assert not q.haar_face_at(detector, noise, face)
     # a face far smaller than the box is not the face the box stands for
     assert not q.haar_face_at(detector, photo, (0, 0, 1024, 820))
+
+
+# ----------------------------------------------------------------- issue 22: per pair
+
+
+def _pair(photo_face: float, whole_face: float, ours_face: float, paint: float = 1.0,
+          ours_id: float | None = None, floor: float | None = None,
+          portrait: str = "p") -> object:
+    def mode(face: float, identity: float | None = None) -> object:
+        return q.ModeResult(displacement=0.01, presence=1.0, bg_distance=1.0,
+                            face_distance=face, seconds=1.0, composite=np.empty(0),
+                            identity=identity)
+
+    return q.PairResult(portrait=portrait, style="s", setting="d", photo_bg=2.0,
+                        photo_face=photo_face, bg_tiles=3, whole=mode(whole_face, 0.4),
+                        ours=mode(ours_face, ours_id), paint=paint, identity_floor=floor)
+
+
+def test_paint_share_is_zero_for_the_photo_and_one_for_whole_image() -> None:
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    whole = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    box = (5, 5, 35, 35)
+    assert q.paint_share(photo, whole, photo, box) == pytest.approx(0.0, abs=1e-6)
+    assert q.paint_share(photo, whole, whole, box) == pytest.approx(1.0)
+    # a grey face left grey in a blue painting: barely moved, flagged
+    grey = np.full((40, 40, 3), 128, np.uint8)
+    blue = grey.copy()
+    blue[..., 2] = 230
+    blue[..., :2] = 60
+    tinted = grey.copy()
+    tinted[..., 2] = 138
+    assert q.paint_share(grey, blue, tinted, box) < q.PAINT_MIN
+
+
+def test_a_pair_is_photographic_by_colour_or_below_the_identity_noise_floor() -> None:
+    assert _pair(4.0, 3.0, 3.2, paint=0.1).photographic
+    assert not _pair(4.0, 3.0, 3.2, paint=0.8).photographic
+    # the identity judge: nearer the photo than its own JPEG copy = not painted at all
+    assert _pair(4.0, 3.0, 3.2, paint=0.8, ours_id=0.05, floor=0.08).photographic
+    assert not _pair(4.0, 3.0, 3.2, paint=0.8, ours_id=0.2, floor=0.08).photographic
+
+
+def test_per_pair_gain_and_the_summary_reports_minima_not_only_means() -> None:
+    assert _pair(4.0, 3.0, 3.5).gain == pytest.approx(0.5)
+    assert _pair(4.0, 3.9, 3.95).gain is None  # whole-image barely moves the face
+    rows = [_pair(4.0, 2.0, 2.2), _pair(4.0, 3.0, 3.9, paint=0.1), _pair(4.0, 3.9, 4.0)]
+    s = q.summarize(rows)
+    assert s.gain_min == pytest.approx(0.1) and s.gain_pairs == 2 and s.gain_below == 1
+    assert s.photographic == 1 and s.paint_min == pytest.approx(0.1)
+    table = "\n".join(q.setting_table({"d": rows}))
+    assert "0.10 (1 of 2)" in table and "1/3 (0.10)" in table
+
+
+def test_the_split_is_fixed_disjoint_and_its_goals_are_checked() -> None:
+    assert not set(q.TUNING_PORTRAITS) & set(q.VALIDATION_PORTRAITS)
+    assert "cameraman_lav_varshney" in q.TUNING_PORTRAITS
+    assert q.part_of("grace_hopper") == "validation" and q.part_of("x") == "other"
+    rows = [_pair(4.0, 2.0, 2.2, portrait="grace_hopper"),
+            _pair(4.0, 2.0, 3.9, paint=0.05, portrait="astronaut_eileen_collins")]
+    text = "\n".join(q.split_section(rows))
+    assert "d · tuning" in text and "d · validation" in text
+    goals = text.split("Goals of issue 22")[1]
+    assert "no face left photographic (0 flagged): met" in goals
+    bad = "\n".join(q.goal_lines("d", q.summarize(rows[1:])))
+    assert "**not met**" in bad
+
+
+def test_two_tone_style_is_black_and_white_only() -> None:
+    ramp = np.tile(np.arange(256, dtype=np.uint8)[None, :, None], (8, 1, 3))
+    ink = q.two_tone(ramp, 35.0)
+    assert set(np.unique(ink).tolist()) == {0, 255}
+    assert abs(float((ink[..., 0] == 0).mean()) - 0.35) < 0.01

@@ -22,9 +22,11 @@ __all__ = ["XInput", "KEYSYMS"]
 
 #: the keysyms the tests need (X11's keysymdef.h)
 KEYSYMS = {"Control_L": 0xFFE3, "Shift_L": 0xFFE1, "Escape": 0xFF1B, "Return": 0xFF0D,
+           " ": 0x20, "-": 0x2D, "/": 0x2F,
            **{chr(c): c for c in range(ord("a"), ord("z") + 1)}}
 _KEY_PRESS, _KEY_RELEASE, _BUTTON_PRESS, _BUTTON_RELEASE, _MOTION = 2, 3, 4, 5, 6
 _QUERY_EXTENSION, _GET_INPUT_FOCUS, _GET_KEYBOARD_MAPPING = 98, 43, 101
+_QUERY_POINTER, _SET_INPUT_FOCUS, _POINTER_ROOT = 38, 42, 1
 _XTEST_GET_VERSION, _XTEST_FAKE_INPUT = 0, 2
 
 
@@ -119,6 +121,16 @@ class XInput:
         self._fake(_MOTION, 0, x, y)
         self.sync()
 
+    def focus_under_pointer(self) -> int:
+        """Give the keyboard to the top-level window under the pointer (a window manager's
+        job; without one, a new popup such as a search field never gets the keys)."""
+        answer = self._request(struct.pack("<BxHI", _QUERY_POINTER, 2, self.root), reply=True)
+        (child,) = struct.unpack("<I", answer[12:16])
+        if child:
+            self._request(struct.pack("<BBHII", _SET_INPUT_FOCUS, _POINTER_ROOT, 3, child, 0))
+            self.sync()
+        return child
+
     def click(self, button: int = 1) -> None:
         self._fake(_BUTTON_PRESS, button)
         self._fake(_BUTTON_RELEASE, button)
@@ -140,6 +152,12 @@ class XInput:
         for code in reversed(codes):
             self._fake(_KEY_RELEASE, code)
         self.sync()
+
+    def type_text(self, text: str, pause_s: float = 0.03) -> None:
+        """Type lowercase letters, spaces, "-" and "/" one key at a time."""
+        for char in text:
+            self.chord(char, hold_s=0.01)
+            time.sleep(pause_s)
 
     def close(self) -> None:
         self._sock.close()

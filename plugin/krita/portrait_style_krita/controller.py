@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -25,14 +25,14 @@ __all__ = ["Controller", "DockerOptions", "controller"]
 
 @dataclass
 class DockerOptions:
-    """What the docker's widgets hold (None strength: the daemon's preset)."""
+    """What the docker holds: the painting and {knob-table control name: value}.
+
+    The knobs themselves are the core's (``StylizeOptions.controls``); a
+    control left out gets the daemon's default.
+    """
 
     style_path: Path | None = None
-    background_strength: float | None = None
-    portrait_strength: float | None = None
-    preserve_color: bool = False
-    likeness: float | None = None
-    stroke_size: float | None = None
+    controls: dict[str, float | bool] = field(default_factory=dict)
 
 
 def _krita() -> Any:
@@ -124,11 +124,8 @@ class Controller(QObject):
             if not layers:
                 raise modules["core"].OptionError("select the photo's layer")
             stylize = modules["core"].StylizeOptions(
-                style_path=options.style_path,
-                background_strength=options.background_strength,
-                portrait_strength=options.portrait_strength,
-                preserve_color=options.preserve_color, likeness=options.likeness,
-                stroke_size=options.stroke_size, outputs=LAYER_OUTPUTS)
+                style_path=options.style_path, controls=dict(options.controls),
+                outputs=LAYER_OUTPUTS)
             # a layer inside a result group stands for the group's photo (the core's rule),
             # so two selected layers can mean one photo: it is done once
             jobs: list[tuple[Any, Any]] = []

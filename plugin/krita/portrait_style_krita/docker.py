@@ -1,9 +1,10 @@
 """The "Portrait Style" docker: widgets only; the ``Controller`` does the work.
 
 Layout, top to bottom, in the spirit of Krita AI Diffusion's docker: the
-daemon's status line; the chosen painting (thumbnail, name, Choose…) and the
-recent paintings as a strip of thumbnails; the two strengths ("preset" =
-the daemon's tuned default) and preserve colour; Apply / Cancel with a
+daemon's status line; the chosen painting (thumbnail, name, "Your own file…"),
+the recent paintings as a strip of thumbnails and the shipped gallery as a
+grid; the knobs, built from the core's knob table and starting at their
+defaults (``knob_widgets``); the live preview (``preview_panel``); Apply / Cancel with a
 progress bar that says in words what is happening; the result-group tools
 (re-run, mask ↔ selection), enabled only when a result group is selected;
 and a message area for notices and errors in plain words.
@@ -25,6 +26,9 @@ from typing import Any
 from krita import DockWidget  # type: ignore[import-not-found]
 
 from .controller import DockerOptions, active_document_and_nodes, controller
+from .gallery_picker import GalleryPicker
+from .knob_widgets import KnobPanel
+from .preview_panel import LivePreview, PreviewView
 from .qt import (
     ALIGN_TOP,
     ICON_MODE,
@@ -36,9 +40,11 @@ from .qt import (
     QIcon,
     QPixmap,
     QSize,
+    Qt,
     QtCore,
     QTimer,
     QtWidgets,
+    enum,
 )
 from .styles import recent_styles, thumbnail
 
@@ -47,7 +53,6 @@ __all__ = ["PortraitStyleDocker", "DOCKER_ID", "DOCKER_TITLE"]
 DOCKER_ID = "portrait_style_docker"
 DOCKER_TITLE = "Portrait Style"
 _THUMB = 48
-_PRESET = -0.05  # the spin boxes' minimum, shown as "preset"
 #: = record.RECORD_NAME; spelled out so enabling buttons never imports the core
 _RECORD_PREFIX = "portrait-style-job/"
 _LEVEL_COLOURS = {"info": "", "warning": "color: #c08000;", "error": "color: #d04040;"}
@@ -55,18 +60,6 @@ _LEVEL_COLOURS = {"info": "", "warning": "color: #c08000;", "error": "color: #d0
 STATUS_EVERY_MS = 3000
 #: lines of text the message area shows before it scrolls
 MESSAGE_LINES = 5
-
-
-def _strength_box(tip: str, high: float = 1.0, low: float = 0.0) -> QtWidgets.QDoubleSpinBox:
-    """A spin box whose lowest step below ``low`` reads "preset" (the daemon's default)."""
-    box = QtWidgets.QDoubleSpinBox()
-    box.setRange(low + _PRESET, high)
-    box.setSingleStep(0.05)
-    box.setDecimals(2)
-    box.setSpecialValueText("preset")
-    box.setValue(low + _PRESET)
-    box.setToolTip(tip)
-    return box
 
 
 class PortraitStyleDocker(DockWidget):  # type: ignore[misc]
@@ -129,9 +122,9 @@ class PortraitStyleDocker(DockWidget):  # type: ignore[misc]
         self.style_thumb.setFixedSize(_THUMB, _THUMB)
         self.style_name = QtWidgets.QLabel("No painting chosen")
         self.style_name.setWordWrap(True)
-        choose = QtWidgets.QPushButton("Choose…")
+        choose = QtWidgets.QPushButton("Your own file…")
         choose.setObjectName("choose_style")
-        choose.setToolTip("Pick the painting whose style the photo takes")
+        choose.setToolTip("Pick a painting of your own (any image file) as the style")
         choose.clicked.connect(self._choose_style)
         pick_row.addWidget(self.style_thumb)
         pick_row.addWidget(self.style_name, 1)
@@ -146,26 +139,14 @@ class PortraitStyleDocker(DockWidget):  # type: ignore[misc]
         self.recent.setToolTip("Recently used paintings")
         self.recent.itemClicked.connect(lambda item: self.set_style(Path(item.toolTip())))
         style_layout.addWidget(self.recent)
+        self.gallery = GalleryPicker()
+        self.gallery.picked.connect(self.set_style)
+        style_layout.addWidget(QtWidgets.QLabel("Gallery"))
+        style_layout.addWidget(self.gallery)
         layout.addWidget(style_box)
 
-        form = QtWidgets.QFormLayout()
-        self.background_strength = _strength_box(
-            "How strongly the background takes the painting's style (preset: the tuned default)")
-        self.portrait_strength = _strength_box(
-            "How strongly the person takes the style; lower keeps the face recognisable")
-        self.likeness = _strength_box(
-            "How much of the face's own detail the portrait keeps (higher: more like the "
-            "photo, lower: more painted)")
-        self.stroke_size = _strength_box(
-            "The painting's brush size relative to the photo (1: as painted, 2: twice as "
-            "large strokes)", high=4.0, low=0.25)
-        self.preserve_color = QtWidgets.QCheckBox("Preserve the photo's colours")
-        form.addRow("Background strength", self.background_strength)
-        form.addRow("Portrait strength", self.portrait_strength)
-        form.addRow("Likeness", self.likeness)
-        form.addRow("Stroke size", self.stroke_size)
-        form.addRow(self.preserve_color)
-        layout.addLayout(form)
+        self.knobs = _knob_panel(layout)
+        self.preview = _add_preview(self, layout)
 
         run_row = QtWidgets.QHBoxLayout()
         self.apply_button = QtWidgets.QPushButton("Apply")
@@ -225,7 +206,13 @@ class PortraitStyleDocker(DockWidget):  # type: ignore[misc]
         self.message_area.setFixedHeight(MESSAGE_LINES * lines + 6)
         layout.addWidget(self.message_area)
         layout.addStretch(1)
-        self.setWidget(root)
+        scroll = QtWidgets.QScrollArea()  # a short screen scrolls the docker, never squeezes it
+        scroll.setObjectName("docker_scroll")
+        scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(SCROLL_OFF)
+        scroll.setFrameShape(NO_FRAME)
+        scroll.setWidget(root)
+        self.setWidget(scroll)
 
     # ----------------------------------------------------------------- style
 
@@ -260,7 +247,12 @@ class PortraitStyleDocker(DockWidget):  # type: ignore[misc]
         self.style_thumb.setPixmap(QPixmap.fromImage(image) if not image.isNull() else QPixmap())
         self.style_name.setText(_readable(path))
         self.style_name.setToolTip(str(path))
+        painting = self.gallery.painting_for(path)
+        if painting is not None:  # a gallery painting is named by its title
+            self.style_name.setText(painting.title)
+            self.style_name.setToolTip(painting.label)
         preload(path)
+        self.preview.request()
 
     def _load_recent(self) -> None:
         self.recent.clear()
@@ -278,16 +270,10 @@ class PortraitStyleDocker(DockWidget):  # type: ignore[misc]
 
     # ------------------------------------------------------------------- run
 
-    def _strength(self, box: QtWidgets.QDoubleSpinBox) -> float | None:
-        return None if box.value() <= box.minimum() + 1e-6 else round(box.value(), 3)
-
     def options(self) -> DockerOptions:
-        return DockerOptions(style_path=self.style_path,
-                             background_strength=self._strength(self.background_strength),
-                             portrait_strength=self._strength(self.portrait_strength),
-                             preserve_color=self.preserve_color.isChecked(),
-                             likeness=self._strength(self.likeness),
-                             stroke_size=self._strength(self.stroke_size))
+        """What Apply sends: the painting and every knob's value as shown."""
+        values = self.knobs.values() if self.knobs is not None else {}
+        return DockerOptions(style_path=self.style_path, controls=values)
 
     def _apply(self) -> None:
         self.message_label.setText("")
@@ -351,3 +337,56 @@ def _readable(path: Path) -> str:
         return core()["core"].readable_style_name(path)
     except Exception:
         return path.stem
+
+
+def _knob_panel(layout: QtWidgets.QVBoxLayout) -> KnobPanel | None:
+    """The knob widgets from the knob table; a line saying why when the core is missing."""
+    try:
+        panel = KnobPanel()
+    except Exception as exc:  # the bundled core is missing: Apply reports it in words
+        layout.addWidget(QtWidgets.QLabel(f"Controls unavailable: {exc}"))
+        return None
+    layout.addWidget(panel)
+    return panel
+
+
+def _add_preview(dock: PortraitStyleDocker, layout: QtWidgets.QVBoxLayout) -> LivePreview:
+    """The live preview: on/off, the before|after view with its split, a state line."""
+    box = QtWidgets.QGroupBox("Live preview")
+    box.setObjectName("live_preview")
+    box.setCheckable(True)
+    box.setChecked(False)
+    box.setToolTip("Restyle a small copy of the active layer (or the selection) after every "
+                   "change; nothing is written to the image until Apply")
+    inner = QtWidgets.QVBoxLayout(box)
+    dock.preview_view = PreviewView()
+    dock.preview_view.setFixedHeight(200)
+    inner.addWidget(dock.preview_view)
+    row = QtWidgets.QHBoxLayout()
+    split = QtWidgets.QSlider(enum(Qt, "Orientation", "Horizontal"))
+    split.setObjectName("preview_split")
+    split.setRange(0, 100)
+    split.setValue(50)
+    split.setToolTip("Before on the left of the line, after on the right")
+    split.valueChanged.connect(dock.preview_view.set_split)
+    before = QtWidgets.QPushButton("Before")
+    before.setObjectName("preview_before")
+    before.setCheckable(True)
+    before.setToolTip("Show the layer as it is (toggle)")
+    before.toggled.connect(dock.preview_view.set_only_before)
+    row.addWidget(split, 1)
+    row.addWidget(before)
+    inner.addLayout(row)
+    dock.preview_state = QtWidgets.QLabel("Live preview off")
+    dock.preview_state.setObjectName("preview_state")
+    dock.preview_state.setStyleSheet("color: gray;")
+    inner.addWidget(dock.preview_state)
+    layout.addWidget(box)
+    live = LivePreview(lambda: (dock.style_path, dock.knobs.values() if dock.knobs else {}), dock)
+    live.shown.connect(lambda b, a, _info: dock.preview_view.set_images(b, a))
+    live.state.connect(dock.preview_state.setText)
+    box.toggled.connect(live.set_enabled)
+    if dock.knobs is not None:
+        dock.knobs.changed.connect(live.request)
+    dock.preview_box = box
+    return live

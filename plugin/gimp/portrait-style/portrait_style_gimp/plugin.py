@@ -66,8 +66,18 @@ def _run_stylize(procedure: Any, run_mode: Gimp.RunMode, image: Any, drawables: 
 
 
 def _rerun(region: str) -> Any:
-    def run(procedure: Any, run_mode: Gimp.RunMode, image: Any, drawables: list[Any],
-            config: Any, _data: Any) -> Any:
+    def run(procedure: Any, config: Any, _data: Any) -> Any:
+        image = config.get_property("image")
+        drawables = list(config.get_core_object_array("drawables") or [])
+        if image is None:  # GIMP passes none from the Layers dock's menu in some versions
+            images = Gimp.get_images()
+            if len(images) != 1:
+                return _fail(procedure, "Run the re-run from the image window "
+                                        "(Filters ▸ Artistic), with the result group selected.",
+                             Gimp.PDBStatusType.CALLING_ERROR)
+            image = images[0]
+        if not drawables:
+            drawables = list(image.get_selected_layers())
         try:
             from .runner import rerun
         except ImportError as exc:
@@ -125,8 +135,23 @@ class PortraitStyle(Gimp.PlugIn):
         return procedure
 
     def _rerun_procedure(self, name: str, region: str) -> Any:
-        procedure = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN,
-                                            _rerun(region), None)
+        """A plain procedure whose second argument is the display, not the image.
+
+        GIMP's Filters ▸ Re-Show Last / Repeat Last remember a procedure run from a
+        menu only when its second argument is an image. A re-run remembered there
+        would come back instead of the Portrait Style dialog; so the re-runs take
+        (run-mode, display, image, drawables), which the menus still fill in.
+        """
+        procedure = Gimp.Procedure.new(self, name, Gimp.PDBProcType.PLUGIN, _rerun(region),
+                                       None)
+        procedure.add_enum_argument("run-mode", "Run mode", "The run mode", Gimp.RunMode,
+                                    Gimp.RunMode.NONINTERACTIVE, _RW)
+        procedure.add_display_argument("display", "Display", "The image window (may be none)",
+                                       True, _RW)
+        procedure.add_image_argument("image", "Image", "The image", True, _RW)
+        procedure.add_core_object_array_argument(
+            "drawables", "Drawables", "The selected result group (or a layer in it)",
+            Gimp.Drawable.__gtype__, _RW)
         self._common(procedure)
         title = region.capitalize()
         procedure.set_menu_label(f"Portrait Style: Re-run _{title}")
