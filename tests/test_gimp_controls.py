@@ -131,7 +131,9 @@ def test_a_knob_added_to_the_table_becomes_a_gimp_argument_with_no_edit_here(
     assert label.replace("_", "") == "Portrait grain" and "0–0.5" in tooltip
     assert procedure.arguments["background-grain"][5] == 0.0
     assert procedure.arguments["preserve-color"][:4] == (
-        "boolean", "Preser_ve colour", knobs.control("preserve-color").tooltip, False)
+        "boolean", "Preser_ve colour",
+        knobs.control("preserve-color").tooltip + " Default: off.", False)
+    assert procedure.arguments["likeness"][2].endswith(" Default: 0.80.")
 
 
 # ------------------------------------------------------------------------ in GIMP
@@ -150,7 +152,10 @@ def test_gimp_registers_the_knob_tables_arguments(gimp: GimpHome,  # noqa: F811
     for control in knobs.controls():
         found = arguments[control.name]
         assert found["label"].replace("_", "") == control.label
-        assert found["tooltip"] == control.tooltip
+        assert found["tooltip"].startswith(control.tooltip)
+        assert found["tooltip"].endswith(" Default: on." if control.default is True else
+                                         " Default: off." if control.default is False else
+                                         f" Default: {control.default:.{control.digits}f}.")
         if control.kind is bool:
             assert found["default"] is control.default
         else:
