@@ -14,7 +14,7 @@ before/after, and clicks Apply. This file judges what it saw:
 - the preview is the applied result scaled down (within a few levels);
 - the gallery painting is the one Apply uses and the recent list remembers.
 
-``PORTRAIT_STYLE_UPDATE_SCREENSHOT=1`` refreshes docs/krita-preview.png.
+``PORTRAIT_STYLE_UPDATE_SCREENSHOT=1`` refreshes docs/krita-preview.png (from Krita 5.2).
 """
 
 from __future__ import annotations
@@ -70,9 +70,18 @@ def daemon(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="module")
-def probe(root: Path, daemon: Any, tmp_path_factory: pytest.TempPathFactory
-          ) -> tuple[dict[str, Any], Path]:
-    """Run the probe in a real Krita window once; (what it saw, folder of its files)."""
+def probe(krita_env: editors.EditorEnv, root: Path, daemon: Any,
+          tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
+    """Run the probe in a real Krita window once per Krita; (what it saw, folder of its files).
+
+    Module-scoped, so it activates its Krita's root itself (conftest does it per test).
+    """
+    with editors.activate(krita_env):
+        return _run_probe(krita_env, root, daemon, tmp_path_factory)
+
+
+def _run_probe(krita_env: editors.EditorEnv, root: Path, daemon: Any,
+               tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
     tmp = tmp_path_factory.mktemp("krita-controls")
     home = tmp / "home"
     env = editors.isolated_env(home)
@@ -104,7 +113,8 @@ def probe(root: Path, daemon: Any, tmp_path_factory: pytest.TempPathFactory
             editors.kill_tree(krita)
     assert "error" not in seen, f"{seen.get('error')}\n{seen.get('traceback')}\n" \
         f"{log.read_text(errors='replace')[-3000:]}"
-    if os.environ.get(UPDATE_SCREENSHOT_ENV):
+    assert seen["krita"].startswith(f"{krita_env.krita}."), (seen["krita"], krita_env.krita)
+    if os.environ.get(UPDATE_SCREENSHOT_ENV) and krita_env is editors.ENVIRONMENTS[0]:
         from PIL import Image
 
         with Image.open(tmp / "preview.png") as image:
