@@ -204,7 +204,6 @@ class PortraitStyleDocker(DockWidget):  # type: ignore[misc]
         self.message_area.setWidget(self.message_label)
         lines = self.message_label.fontMetrics().lineSpacing()
         self.message_area.setFixedHeight(MESSAGE_LINES * lines + 6)
-        layout.addWidget(self.message_area)
         layout.addStretch(1)
         scroll = QtWidgets.QScrollArea()  # a short screen scrolls the docker, never squeezes it
         scroll.setObjectName("docker_scroll")
@@ -212,7 +211,16 @@ class PortraitStyleDocker(DockWidget):  # type: ignore[misc]
         scroll.setHorizontalScrollBarPolicy(SCROLL_OFF)
         scroll.setFrameShape(NO_FRAME)
         scroll.setWidget(root)
-        self.setWidget(scroll)
+        self.scroll = scroll
+        # the message area sits below the scrolling part, as wide as the docker itself: a
+        # message is always in view and wraps at the docker's edge, even when the rows
+        # above are wider than a narrow docker and scrolled
+        outer = QtWidgets.QWidget(self)
+        outer_layout = QtWidgets.QVBoxLayout(outer)
+        outer_layout.setContentsMargins(0, 0, 0, 4)
+        outer_layout.addWidget(scroll, 1)
+        outer_layout.addWidget(self.message_area)
+        self.setWidget(outer)
 
     # ----------------------------------------------------------------- style
 

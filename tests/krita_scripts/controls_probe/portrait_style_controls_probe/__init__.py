@@ -222,7 +222,7 @@ class Probe:
         live.shown.connect(lambda _b, _a, info: self.shown.append((self.clock.elapsed(), info)))
         self.clock.start()
         self.late.start()
-        self.dock.widget().ensureWidgetVisible(self.dock.preview_box, 0, 0)
+        self.dock.scroll.ensureWidgetVisible(self.dock.preview_box, 0, 0)
         self.asked_at = self.clock.elapsed()
         self.dock.preview_box.setChecked(True)  # the group box's check: "Live preview" on
         return self.wait_first_preview
@@ -274,7 +274,7 @@ class Probe:
         before.click()
         self.out["preview_lateness_ms"] = self.worst
         self.out["preview_lateness_ticks"] = self.ticks
-        scroll = self.dock.widget()  # the docker scrolls: show the preview in the screenshot
+        scroll = self.dock.scroll  # the docker scrolls: show the preview in the screenshot
         scroll.ensureWidgetVisible(self.dock.preview_box, 0, 0)
         return self.ask_for_shot("preview", self.click_apply)
 

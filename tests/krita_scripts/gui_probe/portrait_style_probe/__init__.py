@@ -252,7 +252,7 @@ class Probe:
                                "docker_width": self.dock.widget().width()}
         self.out["damaged"]["wraps_inside"] = (
             self.dock.message_label.width() <= area.viewport().width()
-            and area.geometry().right() < self.dock.widget().width())
+            and area.mapTo(self.dock, area.rect().topRight()).x() < self.dock.width())
         if self.dock.ctl.running:
             self.dock.ctl.cancel()
         self.dock.set_style(Path(STYLE))
@@ -424,6 +424,14 @@ class Probe:
         view = Krita.instance().activeWindow().activeView()
         if view is not None and view.canvas() is not None:
             view.canvas().setZoomLevel(1.0)
+        # for the README's screenshot: the docker wide and tall enough to read, the layer
+        # panel above it still showing the new group
+        main = Krita.instance().activeWindow().qwindow()
+        layers = [d for d in Krita.instance().activeWindow().dockers()
+                  if d.objectName() == "KisLayerBox"]
+        main.resizeDocks([self.dock], [400], Qt.Horizontal)
+        if layers:
+            main.resizeDocks(layers + [self.dock], [230, 650], Qt.Vertical)
         return self.wait_for_shot
 
     def wait_for_shot(self) -> Any:
