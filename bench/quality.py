@@ -1099,6 +1099,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dlib-path", type=Path,
                         help="folder holding dlib-bin and face-recognition-models (pip "
                              "--target): adds the identity judge; benchmark only")
+    parser.add_argument("--constant", action="append", default=[],
+                        help="MODULE.NAME=V: set a module constant of portrait_style.daemon "
+                             "for the whole run (e.g. portrait_pass.TONE_MATCH=0.5), to try "
+                             "a default before it is changed in the code")
     parser.add_argument("--param", action="append", default=[],
                         help="REGION.KNOB=V applied to every setting (REGION: background, "
                              "portrait or mask)")
@@ -1117,6 +1121,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="how many (portrait, style) pairs get a strip (portrait i × style i)")
     parser.add_argument("--quiet", action="store_true")
     return parser.parse_args(argv)
+
+
+def set_constant(assignment: str) -> None:
+    """``MODULE.NAME=VALUE`` → that float constant of ``portrait_style.daemon.MODULE`` set."""
+    import importlib
+
+    key, sep, value = assignment.partition("=")
+    module_name, dot, name = key.strip().rpartition(".")
+    if not sep or not dot:
+        raise SystemExit(f"bad constant {assignment!r}: expected MODULE.NAME=VALUE")
+    module = importlib.import_module(f"portrait_style.daemon.{module_name}")
+    if not isinstance(getattr(module, name, None), float):
+        raise SystemExit(f"{module.__name__} has no float constant {name}")
+    setattr(module, name, float(value))
 
 
 def select(folder: Path, wanted: str | None, quick: Sequence[str] | None) -> list[Path]:
@@ -1152,6 +1170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if missing:
         raise SystemExit(f"not found in {style_dir}: {', '.join(missing)}")
     settings = build_settings(args.param, args.sweep)
+    for assignment in args.constant:
+        set_constant(assignment)
 
     def log(text: str) -> None:
         if not args.quiet:

@@ -17,6 +17,15 @@ effect at the next boundary):
 7. ``encode_reply``: entered last; the server frames the reply during it.
 
 The job's arrays are only ever read (bands are copied before becoming tensors).
+
+A preview (``job.preview``, the long side) runs the same steps at the same
+working size — the network paints strokes of a fixed size in its own pixels,
+so that is what keeps a preview's strokes those of the final result — and does
+everything else at the preview's size (or, for the portrait pass and the
+guided filter, on a grid of half the working size): no full-resolution step.
+What a job computed for a layer (its working-size copy, segmentation, faces,
+network output) is kept for the next job on it (``reuse.py``) and listed in
+``info["reused"]``.
 """
 
 from __future__ import annotations
@@ -53,6 +62,7 @@ from .sizing import (
     guided_upsample_into,
     resize,
     row_bands,
+    shrink_layer,
     stylize_tiled,
     to_uint8_hwc,
     uint8_band_to_float,
@@ -143,8 +153,8 @@ class PortraitPipeline:
             full = uint8_band_to_float(content, 0, height, device) if keep_full else None
             small, hit = self._reuse.get_or_make(
                 ("content", digest, work_hw),
-                lambda: resize(full if full is not None else uint8_band_to_float(
-                    content, 0, height, device), work_hw))
+                lambda: shrink_layer(content, work_hw, device) if needs_resize
+                else uint8_band_to_float(content, 0, height, device))
             reused += ["content"] * hit
             # a preview is the full result made at the output's size: the same working
             # size (so the same strokes), only the steps at full resolution are scaled

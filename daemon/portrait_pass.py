@@ -77,7 +77,7 @@ CHROMA_KEEP = 0.0
 PALETTE_KEEP = 0.0
 #: share of the painting's tone distribution imposed on the face at likeness 1 (a
 #: monotone map, so the features' order of light and dark survives; ``match_tones``)
-TONE_MATCH = 1.0
+TONE_MATCH = 0.5
 #: mean chroma magnitude (Cb, Cr in −0.5..0.5) of the painted face from which the
 #: painting counts as colourful: no tone matching (``tonal_share``)
 COLOURFUL = 0.06

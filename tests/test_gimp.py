@@ -953,7 +953,10 @@ def test_dialog_in_gimps_gui_then_last_values(gimp: GimpHome, daemon: Daemon,
     for region in ("portrait", "background"):
         label, paths = report["reruns"][f"plug-in-portrait-style-rerun-{region}"]
         assert label == f"Portrait Style: Re-run _{region.capitalize()}"
-        assert paths == ["<Image>/Filters/Artistic", "<Layers>/Portrait Style"]
+        assert paths == ["<Image>/Filters/Artistic"]
+        label, paths = report["reruns"][f"plug-in-portrait-style-rerun-{region}-from-layers"]
+        assert label == f"Portrait Style: Re-run _{region.capitalize()}"
+        assert paths == ["<Layers>/Portrait Style"], "the Layers dock's right-click menu"
     assert report["interactive"]["status"] == "success", report
     assert report["interactive"]["groups"] == [GROUP_NAME], "started from the recent style"
     last = report["last_values"]

@@ -105,6 +105,37 @@ def test_only_knobs_moved_off_their_default_are_sent_and_reset_restores_them() -
     assert config.values == {c.name: c.default for c in controls}
 
 
+class _Procedure:
+    """Records the argument calls ``knob_args.declare`` makes on a GIMP procedure."""
+
+    def __init__(self) -> None:
+        self.arguments: dict[str, tuple[Any, ...]] = {}
+
+    def add_double_argument(self, name: str, *rest: Any) -> None:
+        self.arguments[name] = ("double", *rest)
+
+    def add_boolean_argument(self, name: str, *rest: Any) -> None:
+        self.arguments[name] = ("boolean", *rest)
+
+
+def test_a_knob_added_to_the_table_becomes_a_gimp_argument_with_no_edit_here(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    knob_args = _knob_args()
+    grain = knobs.Knob("grain", float, {"background": 0.0, "portrait": 0.2}, 0.0, "grain",
+                       "How much film grain the {region} gets", high=0.5)
+    monkeypatch.setattr(knobs, "TABLE", (*knobs.TABLE, grain))
+    procedure = _Procedure()
+    knob_args.declare(procedure, knobs.controls(), "flags")
+    kind, label, tooltip, low, high, default, flags = procedure.arguments["portrait-grain"]
+    assert (kind, low, high, default, flags) == ("double", 0.0, 0.5, 0.2, "flags")
+    assert label.replace("_", "") == "Portrait grain" and "0–0.5" in tooltip
+    assert procedure.arguments["background-grain"][5] == 0.0
+    assert procedure.arguments["preserve-color"][:4] == (
+        "boolean", "Preser_ve colour",
+        knobs.control("preserve-color").tooltip + " Default: off.", False)
+    assert procedure.arguments["likeness"][2].endswith(" Default: 0.80.")
+
+
 # ------------------------------------------------------------------------ in GIMP
 
 
@@ -121,7 +152,10 @@ def test_gimp_registers_the_knob_tables_arguments(gimp: GimpHome,  # noqa: F811
     for control in knobs.controls():
         found = arguments[control.name]
         assert found["label"].replace("_", "") == control.label
-        assert found["tooltip"] == control.tooltip
+        assert found["tooltip"].startswith(control.tooltip)
+        assert found["tooltip"].endswith(" Default: on." if control.default is True else
+                                         " Default: off." if control.default is False else
+                                         f" Default: {control.default:.{control.digits}f}.")
         if control.kind is bool:
             assert found["default"] is control.default
         else:
@@ -282,3 +316,33 @@ def test_dialog_previews_a_knob_change_and_a_gallery_painting_then_applies(
     Image.fromarray(screen).save(tmp_path / "gimp-dialog.png", optimize=True)
     if os.environ.get("PORTRAIT_STYLE_UPDATE_DOCS") and gimp.env.gimp == "3.0":
         shutil.copyfile(tmp_path / "gimp-dialog.png", REPO / "docs" / "gimp-dialog.png")
+
+
+@pytest.mark.editors
+@pytest.mark.slow
+def test_last_values_saved_before_the_knob_table_still_run(
+        gimp: GimpHome, daemon: Daemon, samples: dict[str, Path],  # noqa: F811
+        tmp_path: Path) -> None:
+    """An artist's last values from the old plug-in (-1: "the daemon's preset") keep
+    working: WITH_LAST_VALS runs, the moved knob is kept, the -1 ones read as defaults."""
+    profile = gimp.plugin_dir.parents[1]
+    settings = profile / "plug-in-settings"
+    settings.mkdir(exist_ok=True)
+    style = samples["starry_night"]
+    (settings / "GimpProcedureConfigRun-plug-in-portrait-style.last").write_text(
+        "# settings\n\n"
+        f'(style "file://{style}")\n(background-strength 0.5)\n(portrait-strength -1)\n'
+        f'(preserve-color no)\n(likeness -1)\n(stroke-size -1)\n(endpoint "{daemon.endpoint}")'
+        "\n\n# end of settings\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    params = {"content": str(samples["astronaut"]), "out": str(out),
+              "run_mode": "with-last-vals"}
+    report, proc = gimp.batch("dialog_controls.py", params,
+                              binds=[out, samples["astronaut"].parent])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert report["status"] == "success", report
+    regions = report["records"][0]["params"]["regions"]
+    assert regions.get("background", {}).get("strength") == pytest.approx(0.5)
+    sent = {(region, knob) for region, values in regions.items() for knob in values}
+    assert sent == {("background", "strength")}, regions

@@ -47,7 +47,9 @@ layer = image.get_layers()[0]
 proc = Gimp.get_pdb().lookup_procedure("plug-in-portrait-style")
 reruns = {name: Gimp.get_pdb().lookup_procedure(name)
           for name in ("plug-in-portrait-style-rerun-portrait",
-                       "plug-in-portrait-style-rerun-background")}
+                       "plug-in-portrait-style-rerun-background",
+                       "plug-in-portrait-style-rerun-portrait-from-layers",
+                       "plug-in-portrait-style-rerun-background-from-layers")}
 report = {"menu_label": proc.get_menu_label(), "menu_paths": proc.get_menu_paths(),
           "reruns": {name: [p.get_menu_label(), p.get_menu_paths()] if p else None
                      for name, p in reruns.items()},

@@ -1,7 +1,8 @@
 """Inside the GUI GIMP: open the photo, run Portrait Style INTERACTIVE, dump the result.
 
 Run by tests/test_gimp_controls.py with ``PARAMS`` defined before this text:
-``content`` (the photo), ``out`` (a folder for pixels). The test drives the
+``content`` (the photo), ``out`` (a folder for pixels), optionally ``run_mode``
+("with-last-vals"; default: interactive, no display needed then). The test drives the
 dialog with real clicks (it learns where from the dialog's test files) and
 presses OK; this script only reports what the image holds afterwards: the
 status, the result groups, the record's knobs and the flattened image.
@@ -38,13 +39,16 @@ def record_text(item):
 
 
 image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(P["content"]))
-Gimp.Display.new(image)
-Gimp.displays_flush()
+last_values = P.get("run_mode") == "with-last-vals"
+if not last_values:
+    Gimp.Display.new(image)
+    Gimp.displays_flush()
 layer = image.get_layers()[0]
 report = {"photo": flattened(image, "photo")}
 proc = Gimp.get_pdb().lookup_procedure("plug-in-portrait-style")
 cfg = proc.create_config()
-cfg.set_property("run-mode", Gimp.RunMode.INTERACTIVE)
+cfg.set_property("run-mode", Gimp.RunMode.WITH_LAST_VALS if last_values
+                 else Gimp.RunMode.INTERACTIVE)
 cfg.set_property("image", image)
 cfg.set_core_object_array("drawables", [layer])
 status = proc.run(cfg).index(0)

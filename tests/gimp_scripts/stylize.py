@@ -214,7 +214,9 @@ if group is not None and P["case"] == "main":
     report["reloaded"] = describe(reopened, again, "reloaded") if again else None
     if again is not None:
         inner = again.get_children()[-1]  # a layer inside the group works as well
-        status, error, seconds = call("plug-in-portrait-style-rerun-background", reopened,
+        # (the Layers dock's twin of the re-run, as the artist's right click runs it)
+        status, error, seconds = call("plug-in-portrait-style-rerun-background-from-layers",
+                                      reopened,
                                       [inner], endpoint=P["endpoint"])
         report["steps"]["rerun-background"] = {"status": status, "error": error,
                                                "seconds": seconds}

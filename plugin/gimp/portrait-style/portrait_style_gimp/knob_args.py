@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-__all__ = ["STYLE_LABEL", "ENDPOINT", "table", "labels", "declare", "values", "reset",
+__all__ = ["STYLE_LABEL", "ENDPOINT", "table", "labels", "tooltip_of", "declare", "values", "reset",
            "main_names", "advanced_names"]
 
 #: the painting argument's label (its mnemonic is reserved before the knobs get theirs)
@@ -60,11 +60,18 @@ def labels(controls: Sequence[Any], taken: Iterable[str] = TAKEN) -> dict[str, s
     return out
 
 
+def tooltip_of(control: Any) -> str:
+    """The knob's tooltip and its default, so the artist knows where "Reset" goes."""
+    default = ("on" if control.default else "off") if control.kind is bool else \
+        f"{control.default:.{control.digits}f}"
+    return f"{control.tooltip} Default: {default}."
+
+
 def declare(procedure: Any, controls: Sequence[Any], flags: Any) -> None:
     """Add one argument per control: a double in the knob's range, or a boolean."""
     named = labels(controls)
     for control in controls:
-        label, tooltip = named[control.name], control.tooltip
+        label, tooltip = named[control.name], tooltip_of(control)
         if control.kind is bool:
             procedure.add_boolean_argument(control.name, label, tooltip, bool(control.default),
                                            flags)

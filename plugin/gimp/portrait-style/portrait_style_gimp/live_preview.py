@@ -58,6 +58,7 @@ class LivePreview:
         self.styles: dict[str, Any] = {}
         self.asked: dict[int, dict[str, Any]] = {}
         self.latest = 0
+        self._endpoint = ""
         self._settle: int | None = None
         self._poll: int | None = None
         self._handler = config.connect("notify", self._changed)
@@ -105,8 +106,14 @@ class LivePreview:
             if self.source is None:
                 document = GimpDocument(self.image, [self.layer])
                 self.source = document.read_layer(jobs.stylize_source(document, self.layer))
+            endpoint = (self.config.get_property(knob_args.ENDPOINT) or "").strip()
+            if self.session is not None and endpoint != self._endpoint:
+                self.session.close(timeout_s=0.0)  # the artist pointed at another daemon
+                self.session = None
             if self.session is None:
-                self.session = PreviewSession(self.events.put, self._connection(), SIZE)
+                connection = jobs.Connection(endpoint=endpoint or None, start_daemon=True)
+                self.session = PreviewSession(self.events.put, connection, SIZE)
+                self._endpoint = endpoint
             chosen = knob_args.values(self.config, self.controls)
             options = StylizeOptions(style_path=Path(path), controls=chosen)
             ticket = self.session.submit(self.source, self.styles[path], options)
@@ -117,10 +124,6 @@ class LivePreview:
         self.asked[ticket] = {"style": path, "controls": chosen, "asked": time.monotonic()}
         self.area.set_status("Preview: sending…")
         return False
-
-    def _connection(self) -> jobs.Connection:
-        endpoint = (self.config.get_property(knob_args.ENDPOINT) or "").strip()
-        return jobs.Connection(endpoint=endpoint or None, start_daemon=True)
 
     def _drain(self) -> bool:
         """GLib timeout: show what the session reported since the last look."""

@@ -21,7 +21,7 @@ import gi
 gi.require_version("Gimp", "3.0")
 from gi.repository import Gimp, GLib, GObject  # noqa: E402
 
-__all__ = ["PortraitStyle", "STYLIZE", "RERUN_PORTRAIT", "RERUN_BACKGROUND"]
+__all__ = ["PortraitStyle", "STYLIZE", "RERUN_PORTRAIT", "RERUN_BACKGROUND", "LAYERS_SUFFIX"]
 
 STYLIZE = "plug-in-portrait-style"
 RERUN_PORTRAIT = "plug-in-portrait-style-rerun-portrait"
@@ -29,6 +29,8 @@ RERUN_BACKGROUND = "plug-in-portrait-style-rerun-background"
 MENU = "<Image>/Filters/Artistic"
 #: the Layers dock's context menu, where a re-run of a selected group is at hand
 LAYERS_MENU = "<Layers>/Portrait Style"
+#: the re-runs' twins for the Layers dock (GIMP puts only image procedures there)
+LAYERS_SUFFIX = "-from-layers"
 _RW = GObject.ParamFlags.READWRITE
 
 
@@ -65,43 +67,52 @@ def _run_stylize(procedure: Any, run_mode: Gimp.RunMode, image: Any, drawables: 
     return _fail(procedure, message) if message else _success(procedure)
 
 
+def _do_rerun(procedure: Any, image: Any, drawables: list[Any], config: Any,
+              region: str) -> Any:
+    if image is None:
+        return _fail(procedure, "Open the image with the result group first.",
+                     Gimp.PDBStatusType.CALLING_ERROR)
+    try:
+        from .runner import rerun
+    except ImportError as exc:
+        return _fail(procedure, str(exc))
+    message = rerun(image, drawables or list(image.get_selected_layers()), config, region)
+    return _fail(procedure, message) if message else _success(procedure)
+
+
 def _rerun(region: str) -> Any:
+    """The Filters-menu re-run: (run-mode, display, image, drawables) in ``config``."""
     def run(procedure: Any, config: Any, _data: Any) -> Any:
-        image = config.get_property("image")
         drawables = list(config.get_core_object_array("drawables") or [])
-        if image is None:  # GIMP passes none from the Layers dock's menu in some versions
-            images = Gimp.get_images()
-            if len(images) != 1:
-                return _fail(procedure, "Run the re-run from the image window "
-                                        "(Filters ▸ Artistic), with the result group selected.",
-                             Gimp.PDBStatusType.CALLING_ERROR)
-            image = images[0]
-        if not drawables:
-            drawables = list(image.get_selected_layers())
-        try:
-            from .runner import rerun
-        except ImportError as exc:
-            return _fail(procedure, str(exc))
-        message = rerun(image, drawables, config, region)
-        return _fail(procedure, message) if message else _success(procedure)
+        return _do_rerun(procedure, config.get_property("image"), drawables, config, region)
+
+    return run
+
+
+def _rerun_from_layers(region: str) -> Any:
+    """The Layers-dock twin: an image procedure, as GIMP requires there."""
+    def run(procedure: Any, _run_mode: Gimp.RunMode, image: Any, drawables: list[Any],
+            config: Any, _data: Any) -> Any:
+        return _do_rerun(procedure, image, list(drawables), config, region)
 
     return run
 
 
 class PortraitStyle(Gimp.PlugIn):
-    """Registers Filters ▸ Artistic ▸ Portrait Style… and the two re-run procedures."""
+    """Registers Filters ▸ Artistic ▸ Portrait Style… and the re-run procedures."""
 
     def do_set_i18n(self, _name: str) -> bool:
         return False  # no translations yet; GIMP then uses the strings as they are
 
     def do_query_procedures(self) -> list[str]:
-        return [STYLIZE, RERUN_PORTRAIT, RERUN_BACKGROUND]
+        return [STYLIZE, RERUN_PORTRAIT, RERUN_BACKGROUND,
+                RERUN_PORTRAIT + LAYERS_SUFFIX, RERUN_BACKGROUND + LAYERS_SUFFIX]
 
     def do_create_procedure(self, name: str) -> Any:
         if name == STYLIZE:
             return self._stylize_procedure(name)
-        region = "portrait" if name == RERUN_PORTRAIT else "background"
-        return self._rerun_procedure(name, region)
+        region = "portrait" if name.startswith(RERUN_PORTRAIT) else "background"
+        return self._rerun_procedure(name, region, name.endswith(LAYERS_SUFFIX))
 
     def _common(self, procedure: Any) -> None:
         # "*": greyscale images are served in grey, indexed ones get a clear refusal
@@ -134,29 +145,34 @@ class PortraitStyle(Gimp.PlugIn):
         _add_endpoint_argument(procedure)
         return procedure
 
-    def _rerun_procedure(self, name: str, region: str) -> Any:
-        """A plain procedure whose second argument is the display, not the image.
+    def _rerun_procedure(self, name: str, region: str, from_layers: bool) -> Any:
+        """Filters ▸ Artistic: a plain procedure whose second argument is the display.
 
         GIMP's Filters ▸ Re-Show Last / Repeat Last remember a procedure run from a
         menu only when its second argument is an image. A re-run remembered there
-        would come back instead of the Portrait Style dialog; so the re-runs take
-        (run-mode, display, image, drawables), which the menus still fill in.
+        would come back instead of the Portrait Style dialog; so this re-run takes
+        (run-mode, display, image, drawables), which the image window fills in.
+        The Layers dock only lists image procedures: its twin (``from_layers``) is one,
+        and GIMP's rule applies to it.
         """
-        procedure = Gimp.Procedure.new(self, name, Gimp.PDBProcType.PLUGIN, _rerun(region),
-                                       None)
-        procedure.add_enum_argument("run-mode", "Run mode", "The run mode", Gimp.RunMode,
-                                    Gimp.RunMode.NONINTERACTIVE, _RW)
-        procedure.add_display_argument("display", "Display", "The image window (may be none)",
-                                       True, _RW)
-        procedure.add_image_argument("image", "Image", "The image", True, _RW)
-        procedure.add_core_object_array_argument(
-            "drawables", "Drawables", "The selected result group (or a layer in it)",
-            Gimp.Drawable.__gtype__, _RW)
+        if from_layers:
+            procedure = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN,
+                                                _rerun_from_layers(region), None)
+        else:
+            procedure = Gimp.Procedure.new(self, name, Gimp.PDBProcType.PLUGIN,
+                                           _rerun(region), None)
+            procedure.add_enum_argument("run-mode", "Run mode", "The run mode", Gimp.RunMode,
+                                        Gimp.RunMode.NONINTERACTIVE, _RW)
+            procedure.add_display_argument("display", "Display",
+                                           "The image window (may be none)", True, _RW)
+            procedure.add_image_argument("image", "Image", "The image", True, _RW)
+            procedure.add_core_object_array_argument(
+                "drawables", "Drawables", "The selected result group (or a layer in it)",
+                Gimp.Drawable.__gtype__, _RW)
         self._common(procedure)
         title = region.capitalize()
         procedure.set_menu_label(f"Portrait Style: Re-run _{title}")
-        procedure.add_menu_path(MENU)
-        procedure.add_menu_path(LAYERS_MENU)
+        procedure.add_menu_path(LAYERS_MENU if from_layers else MENU)
         procedure.set_documentation(
             f"Recompute the {title} layer of a Portrait Style result group",
             f"Takes a result group (or a layer in it), and recomputes its {title} layer with "
