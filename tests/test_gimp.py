@@ -601,6 +601,39 @@ def test_cancel_kills_the_plugin_and_the_daemon_drops_the_job(
 
 @pytest.mark.editors
 @pytest.mark.slow
+def test_daemon_stopped_mid_job_is_said_in_the_cores_words(
+        gimp: GimpHome, daemon: Daemon, samples: dict[str, Path], tmp_path: Path) -> None:
+    """`portrait-style stop` (SIGTERM) while GIMP waits: the artist reads that the daemon was
+    stopped — not "Cancelled", which they did not do — and the image is unchanged."""
+    from daemon_harness import start_daemon, stop_daemon
+
+    own = start_daemon(tmp_path / "own-daemon", "--engine", "magenta", "--device", "cpu")
+    try:
+        log = own.home / "state" / "logs" / "serve.log"
+        runs: list[Run] = []
+        worker = threading.Thread(target=lambda: runs.append(
+            _run_case(gimp, daemon, samples, "cancel", tmp_path, endpoint=own.endpoint)))
+        worker.start()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and worker.is_alive() and not (
+                log.exists() and re.search(r"job \S+ from \S+ queued: 3072x3072", log.read_text())):
+            time.sleep(0.05)
+        assert worker.is_alive(), "the job ended before the daemon could be stopped"
+        stop_daemon(own)
+        worker.join(timeout=120)
+    finally:
+        stop_daemon(own)
+    report = runs[0].report
+    step = report["steps"]["stylize"]
+    assert step["status"] == "execution-error", step
+    assert "daemon was stopped" in step["error"] and "unchanged" in step["error"], step
+    assert "Cancelled" not in step["error"], step
+    assert report["layer_count"] == 1 and not report["dirty"]
+    assert "inconsistent" not in runs[0].proc.stderr
+
+
+@pytest.mark.editors
+@pytest.mark.slow
 def test_no_daemon_is_reported_in_words(gimp: GimpHome, daemon: Daemon,
                                         samples: dict[str, Path], tmp_path: Path) -> None:
     """Nothing answers and this machine has no daemon command to start one with."""
@@ -838,6 +871,13 @@ def test_reshow_last_after_a_rerun_opens_the_dialog_with_the_last_values(
     Style dialog opens again with the painting chosen before — not the re-run."""
     import x11_input
 
+    if gimp.env.gimp != "3.0":
+        # GIMP 3.2's action search lists the Layers-dock twin of the re-run among the
+        # matches and, under Xvfb without a window manager, its popup did not always run
+        # the first match on Return: the typed path is not reliable there yet
+        pytest.skip(f"the typed action-search path is proven in GIMP 3.0 only, not "
+                    f"{gimp.env.gimp}")
+
     out = tmp_path / "reshow"
     out.mkdir()
     photo = samples["astronaut"]
@@ -900,7 +940,7 @@ def test_reshow_last_after_a_rerun_opens_the_dialog_with_the_last_values(
     report = json.loads((gimp.home / editors.RESULT_NAME).read_text())
     records = [group["record"] for group in report["groups"]]
     assert len(records) == 2, report
-    assert all(r["style_path"] == str(samples["starry_night"]) for r in records), records
+    assert [r["style_path"] for r in records] == [str(samples["starry_night"])] * 2, records
 
 
 @pytest.mark.editors

@@ -133,17 +133,16 @@ def _layers(drawables: list[Any]) -> list[Any]:
 def _problem(job: jobs.Job) -> str | None:
     """The artist's sentence for a job that did not finish (None: it did).
 
-    GIMP's own Cancel kills this process, so a CANCELLED job here was stopped
-    by someone else (the daemon shutting down, another client): the core's
-    sentence says which; the fallback never claims the artist cancelled.
+    The sentences are the core's (``explain``: daemon stopped, crashed,
+    unreachable…). GIMP's own Cancel kills this process before any sentence,
+    so CANCELLED only comes from a cancel this plug-in asked for.
     """
     if job.state is jobs.JobState.DONE:
         return None
     if job.error:
         return job.error
     if job.state is jobs.JobState.CANCELLED:
-        return ("The daemon stopped the job before it finished; the image is unchanged. "
-                "Run Portrait Style again.")
+        return "Cancelled; the image is unchanged."
     return "The job did not finish; the image is unchanged."
 
 

@@ -63,10 +63,19 @@ class Probe:
         self.timer.start()
 
     def dump_view(self, name: str) -> None:
-        """Save what the artist sees now: the projection once Krita is idle (never refreshed)."""
+        """Save what the artist sees now: the projection once Krita is idle (never refreshed).
+
+        The lateness clock pauses meanwhile: waiting here for Krita to finish (say, an
+        Undo's re-render) blocks the loop by the probe's doing, not the plug-in's.
+        """
+        running = self.late.isActive()
+        self.late.stop()
         self.doc.waitForDone()
         data = bytes(self.doc.pixelData(0, 0, self.doc.width(), self.doc.height()))
         (DUMPS / f"{name}.bgra").write_bytes(data)
+        if running:
+            self.last = self.clock.elapsed()
+            self.late.start()
 
     def ask_for_shot(self, name: str, then: Any) -> Any:
         """Ask the test for a screenshot of the screen now; step ``then`` once it has it."""
@@ -288,6 +297,7 @@ class Probe:
         self.group = results[0]
         self.out["tree"] = self.top_names()
         self.dump_view("gui_apply")
+        self.late.stop()  # the comparison below is the probe's own work (resumed after the shot)
         self.out["group_thumbnail"] = self.thumbnail_levels()
         return self.ask_for_shot("after_apply", self.undo_apply)
 
