@@ -43,7 +43,8 @@ CORE_MODULES: dict[str, tuple[str, ...]] = {
     "portrait_style.protocol": ("*",),  # the whole wire package is editor-safe by rule
     "portrait_style.plugin": ("__init__.py", "core.py", "pixels.py", "record.py", "document.py",
                               "job.py", "explain.py", "launcher.py", "contract.py", "wire.py",
-                              "stages.py", "image_header.py", "gallery.py", "preview.py"),
+                              "stages.py", "image_header.py", "image_integrity.py", "gallery.py",
+                              "preview.py"),
 }
 #: data folders of the root package the editors read too (the gallery's paintings and thumbnails)
 CORE_DATA: tuple[str, ...] = ("gallery",)

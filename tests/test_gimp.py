@@ -99,15 +99,6 @@ def test_recent_styles_keep_newest_first_without_duplicates(tmp_path: Path) -> N
     assert recent.load(store) == []
 
 
-def _style_file_module() -> Any:
-    sys.path.insert(0, str(PLUGIN_SOURCE))
-    try:
-        from portrait_style_gimp import style_file
-    finally:
-        sys.path.remove(str(PLUGIN_SOURCE))
-    return style_file
-
-
 def damaged_paintings(folder: Path) -> dict[str, Path]:
     """The bundled painting as files that decode only partly (and what each is)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -128,7 +119,9 @@ def damaged_paintings(folder: Path) -> dict[str, Path]:
 
 
 def test_style_file_check_refuses_partial_jpeg_and_png_naming_the_file(tmp_path: Path) -> None:
-    style_file = _style_file_module()
+    """The stdlib check both plug-ins run before their editor decodes a painting."""
+    from portrait_style.plugin import image_integrity as style_file
+
     painting = Image.open(SAMPLES / "starry_night.jpg").convert("RGB").resize((300, 200))
     good = {"baseline.jpg": {"quality": 90}, "progressive.jpg": {"progressive": True},
             "plain.png": {}, "interlaced.png": {"interlace": 1}}

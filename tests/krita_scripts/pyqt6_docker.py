@@ -3,7 +3,7 @@
 Run by tests/test_krita.py with Debian's python3 and python3-pyqt6 (the forky
 root), offscreen: ``python3 pyqt6_docker.py``, the installed plug-in on
 PYTHONPATH. What is real: the plug-in's own modules (qt.py, docker.py,
-controller.py, runner.py, styles.py, style_check.py, runtime.py and the
+controller.py, runner.py, styles.py, runtime.py and the
 bundled core with its wire libraries), PyQt6 and Qt 6's widgets, and Qt 6
 decoding real paintings. What stands in: the ``krita`` module only — Krita 6
 is not packaged anywhere we can install it — reduced to what the docker

@@ -47,7 +47,7 @@ def core() -> dict[str, ModuleType]:
         wire.ensure_wire(PACKAGE_DIR / "_wire")
         modules = {name: importlib.import_module(f"{package}._core.plugin.{name}")
                    for name in ("pixels", "core", "record", "document", "explain", "job",
-                                "launcher", "stages")}
+                                "launcher", "stages", "image_integrity")}
         modules["messages"] = importlib.import_module(f"{package}._core.protocol.messages")
         modules["errors"] = importlib.import_module(f"{package}._core.protocol.errors")
         modules["config"] = importlib.import_module(f"{package}._core.config")

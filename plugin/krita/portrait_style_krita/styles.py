@@ -59,9 +59,14 @@ def load_style(path: Path) -> Any:
 
 def _decode(path: Path, refuse: type[Exception]) -> QImage:
     """The painting decoded by Qt, whole; ``refuse`` (a sentence naming the file) otherwise."""
-    from .style_check import damage
+    from .runtime import core
 
-    how = damage(path)
+    integrity = core()["image_integrity"]
+    try:
+        integrity.check_complete(path)
+        how = None
+    except integrity.IncompleteImage as damaged:
+        how = damaged.how
     if how is None:
         reader = QImageReader(str(path))
         image = reader.read()

@@ -35,10 +35,10 @@ from . import knob_args, recent  # noqa: E402
 from ._core.plugin import job as jobs  # noqa: E402
 from ._core.plugin.core import StylizeOptions  # noqa: E402
 from ._core.plugin.explain import explain  # noqa: E402
+from ._core.plugin.image_integrity import check_complete  # noqa: E402
 from ._core.plugin.stages import describe  # noqa: E402
 from ._core.protocol.messages import Pixels  # noqa: E402
 from .document import GimpDocument, _read, check_image_mode  # noqa: E402
-from .style_file import check_complete  # noqa: E402
 
 __all__ = ["stylize", "rerun", "load_style", "run_with_progress"]
 
@@ -53,7 +53,7 @@ STYLE_SEND_PIXELS = 2048 * 2048
 def load_style(path: Path) -> Pixels:
     """Decode the painting with GIMP's own loaders (any format GIMP opens), 8-bit RGB.
 
-    A JPEG or PNG that would load only partly is refused first (``style_file``).
+    A JPEG or PNG that would load only partly is refused first (``image_integrity``).
     """
     check_complete(path)
     image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(str(path)))

@@ -1,15 +1,17 @@
-"""Refuse a style painting that would decode only partly.
+"""Refuse a style painting that would decode only partly, before an editor decodes it.
 
-Why: GIMP's JPEG and PNG loaders recover what they can from a damaged file —
-a JPEG cut short loads with its missing rows grey, a PNG with a broken chunk
-loads up to the damage — and say so only in GIMP's message console, where a
-plug-in cannot read it. The artist then gets a washed-out result for a painting
-they never saw damaged. So the file's own structure is checked first, before
-GIMP decodes it: a JPEG must reach its end-of-image marker, a PNG's chunks must
+Why: GIMP's and Qt's (Krita's) JPEG and PNG loaders recover what they can from
+a damaged file — a JPEG cut short loads with its missing rows grey, a PNG with
+a broken chunk loads up to the damage — and say so only in a message console or
+log a plug-in cannot read. The artist then gets a washed-out result for a
+painting they never saw damaged. So both plug-ins check the file's own
+structure first: a JPEG must reach its end-of-image marker, a PNG's chunks must
 carry correct checksums up to IEND and its image data must inflate to exactly
-the rows its header promises. Other formats are left to GIMP's loaders.
+the rows its header promises. Other formats are left to the editors' loaders.
+(The command line decodes with Pillow, which reports damage itself:
+``plugin/imageio.py``.)
 
-Standard library only (the editor's Python has no Pillow or numpy), and
+Standard library only (the editors' Python has no Pillow or numpy), and
 streaming: a large scan is read once, in pieces.
 """
 
@@ -34,12 +36,13 @@ _READ = 1 << 20
 
 
 class IncompleteImage(OSError):
-    """The file is damaged or cut short; ``strerror`` says how, ``filename`` names it."""
+    """The file is damaged or cut short; ``how`` and ``strerror`` say how, ``filename`` names it."""
 
     def __init__(self, path: Path, how: str) -> None:
-        super().__init__(0, f"only part of this image can be read ({how}), so GIMP would load "
-                            "it with missing areas; save the painting again or use another copy",
+        super().__init__(0, f"only part of this image can be read ({how}), so it would load "
+                            "with missing areas; save the painting again or use another copy",
                          str(path))
+        self.how = how
 
 
 def check_complete(path: Path) -> None:
