@@ -158,7 +158,7 @@ def check_region_knob(region: str, knob: str) -> None:
                         f"known: {', '.join(KNOBS)}")
 
 
-def _short(value: Any) -> str:
+def short_value(value: Any) -> str:
     """A value for an error message, cut short (a hostile value can be huge or deep)."""
     if isinstance(value, str | int | float | bool) or value is None:
         text = repr(value)
@@ -184,17 +184,17 @@ def check_knob(knob: str, raw: Any, where: str | None = None, *, text: bool = Tr
         words = str(raw).strip().lower() if text and isinstance(raw, str | int) else None
         if words in _TRUE | _FALSE:
             return words in _TRUE
-        raise KnobError(f"{where}: {knob} takes true/false, got {_short(raw)}")
+        raise KnobError(f"{where}: {knob} takes true/false, got {short_value(raw)}")
     if isinstance(raw, bool) or not (isinstance(raw, int | float)
                                      or (text and isinstance(raw, str))):
-        raise KnobError(f"{where}: {knob} takes a number, got {_short(raw)}")
+        raise KnobError(f"{where}: {knob} takes a number, got {short_value(raw)}")
     try:
         value = float(raw)
     except (TypeError, ValueError):
-        raise KnobError(f"{where}: {knob} takes a number, got {_short(raw)}") from None
+        raise KnobError(f"{where}: {knob} takes a number, got {short_value(raw)}") from None
     if not (math.isfinite(value) and spec.low <= value <= spec.high):
         raise KnobError(f"{where}: {knob} must be in {spec.low:g}..{spec.high:g}, "
-                        f"got {_short(raw)}")
+                        f"got {short_value(raw)}")
     return value
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from .constants import LAYER_NAMES, MAX_MASK_FEATHER, MIN_WORKING_PIXELS, REGION_NAMES
 from .errors import BAD_PARAMS, WireError
-from .knobs import KNOBS, KnobError, check_knob
+from .knobs import KNOBS, KnobError, check_knob, short_value
 
 __all__ = ["MAX_PREVIEW", "MIN_PREVIEW", "JobParams", "check_outputs", "check_regions",
            "preview_size", "Regions"]
@@ -36,15 +36,6 @@ Regions = dict[str, dict[str, float | bool]]
 
 def _bad(message: str, where: str) -> WireError:
     return WireError(message, code=BAD_PARAMS, field=where)
-
-
-def _short(value: Any) -> str:
-    """A value for an error message, cut short (a hostile value can be huge or deep)."""
-    if isinstance(value, str | int | float | bool) or value is None:
-        text = repr(value)
-    else:
-        text = f"a {type(value).__name__}"
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 @dataclass(frozen=True)
@@ -126,7 +117,7 @@ class JobParams:
 
 def _check_bool(value: Any, where: str) -> bool:
     if not isinstance(value, bool):
-        raise _bad(f"{where} must be true or false, got {_short(value)}", where)
+        raise _bad(f"{where} must be true or false, got {short_value(value)}", where)
     return value
 
 
@@ -134,7 +125,7 @@ def _check_working_pixels(value: Any) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _bad(f"max_working_pixels must be a whole number, got {_short(value)}",
+        raise _bad(f"max_working_pixels must be a whole number, got {short_value(value)}",
                    "max_working_pixels")
     if value < MIN_WORKING_PIXELS:
         raise _bad(f"max_working_pixels must be at least {MIN_WORKING_PIXELS}, got {value}",
@@ -146,7 +137,7 @@ def _check_preview(value: Any) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _bad(f"preview must be a whole number of pixels, got {_short(value)}", "preview")
+        raise _bad(f"preview must be a whole number of pixels, got {short_value(value)}", "preview")
     if not MIN_PREVIEW <= value <= MAX_PREVIEW:
         raise _bad(f"preview must be {MIN_PREVIEW} … {MAX_PREVIEW} px (its long side), got "
                    f"{value}", "preview")
@@ -167,9 +158,9 @@ def _check_feather(value: Any) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _bad(f"mask_feather must be a number, got {_short(value)}", "mask_feather")
+        raise _bad(f"mask_feather must be a number, got {short_value(value)}", "mask_feather")
     if not (math.isfinite(value) and 0 <= value <= MAX_MASK_FEATHER):
-        raise _bad(f"mask_feather must be in 0 … {MAX_MASK_FEATHER:g} px, got {_short(value)}",
+        raise _bad(f"mask_feather must be in 0 … {MAX_MASK_FEATHER:g} px, got {short_value(value)}",
                    "mask_feather")
     return float(value)
 
@@ -181,7 +172,7 @@ def check_outputs(outputs: Any) -> tuple[str, ...]:
     seen: list[str] = []
     for name in outputs:
         if not isinstance(name, str) or name not in LAYER_NAMES:
-            raise _bad(f"unknown output {_short(name)}; known: {', '.join(LAYER_NAMES)}",
+            raise _bad(f"unknown output {short_value(name)}; known: {', '.join(LAYER_NAMES)}",
                        "outputs")
         if name not in seen:
             seen.append(name)
@@ -202,7 +193,7 @@ def check_regions(regions: Any) -> Regions:
     for region, knobs in regions.items():
         if not isinstance(region, str) or region not in REGION_NAMES:
             where = f"regions.{region[:40]}" if isinstance(region, str) else "regions"
-            raise _bad(f"unknown region {_short(region)}; known: {', '.join(REGION_NAMES)}",
+            raise _bad(f"unknown region {short_value(region)}; known: {', '.join(REGION_NAMES)}",
                        where)
         where = f"regions.{region}"
         if not isinstance(knobs, Mapping):
@@ -210,7 +201,7 @@ def check_regions(regions: Any) -> Regions:
         clean[region] = {}
         for knob, value in knobs.items():
             if not isinstance(knob, str):
-                raise _bad(f"{where}: knob names are text, got {_short(knob)}", where)
+                raise _bad(f"{where}: knob names are text, got {short_value(knob)}", where)
             knob = knob[:40]
             clean[region][knob] = _check_knob(f"{where}.{knob}", knob, value)
     return clean
