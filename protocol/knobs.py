@@ -109,8 +109,8 @@ class Knob:
 #: the knobs, in the order editors show them (SPEC.md §5, "Region knobs")
 TABLE: tuple[Knob, ...] = (
     Knob("strength", float, {"background": 1.0, "portrait": 1.0}, 1.0,
-         "strength", "How strongly the {region} takes the painting's style: 0 = the photo, "
-         "1 = the full style"),
+         "strength", "How strongly the {region} takes the painting's style: 0 = none of it "
+         "(the network still repaints the photo), 1 = the full style"),
     Knob("likeness", float, {"background": 0.0, "portrait": 0.8}, 0.0,
          "Likeness", "How much of the face's own detail the portrait keeps over the painting: "
          "0 = none, 1 = all of it at the scale of the facial features",
