@@ -37,6 +37,8 @@ PHOTO = SAMPLES / "astronaut.jpg"
 STYLE = SAMPLES / "starry_night.jpg"
 SIZE = 384  # modest, so the whole suite takes seconds on a CPU daemon
 PACKAGE = "portrait_style_krita"
+#: the GUI test's bound on how late Krita's event loop may run while a job runs (see its use)
+GUI_BLOCKED_MS = 500
 
 
 def editor_python(root: Path) -> str:
@@ -790,7 +792,10 @@ def test_gui_docker_actions_apply_and_rerun(root: Path, daemon: Any, tmp_path: P
         probe["bar_texts"])
     assert probe["status_line"].startswith("Daemon: ") and "magenta" in probe["status_line"]
     assert probe["lateness_ticks"] >= 20
-    assert probe["lateness_ms"] <= 100, "the canvas was blocked during a job"
+    # A job done on Krita's GUI thread would freeze it for seconds; under Xvfb the daemon's
+    # painting shares the 2 cores with Krita, and the scheduler alone has delayed a 10 ms
+    # timer by up to ~340 ms here (CI, 2026-12-03), with the plug-in's own steps at a few ms
+    assert probe["lateness_ms"] <= GUI_BLOCKED_MS, "the canvas was blocked during a job"
     assert shot.stat().st_size > 10_000
     _assert_gui_shows_the_result(daemon, home, tmp_path, probe)
 
